@@ -1,0 +1,199 @@
+"""Run directories: the contract between the library, the notebooks and the app.
+
+Layout::
+
+    RUN_DIR/
+      run.json          status, dataset (name, path, fingerprint), per-stage status and wall time
+      config.yaml       the resolved RunConfig
+      encode/           item_embeddings.npy, history.csv, metrics.json, attention.npz, checkpoints
+      quantize/         sids.parquet, diagnostics.json, tree.parquet
+      generate/         metrics.json, history.csv, predictions.parquet, checkpoints
+
+Every file is written atomically (``resid_lib.io``). A stage is ``running`` while it
+works, then ``done`` or ``failed`` (with the error message); an interrupted stage
+stays ``running`` and ``--resume`` continues it from its checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from .errors import RunDirError
+from .io import read_json, write_json, write_text
+
+MANIFEST = "run.json"
+CONFIG = "config.yaml"
+HEADLINE_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+class RunDir:
+    """A run directory on disk; creates nothing until something is written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # --------------------------------------------------------------- paths
+    def stage_dir(self, stage: str) -> Path:
+        d = self.path / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def file(self, stage: str, name: str) -> Path:
+        """Path of an artifact (not created)."""
+        return self.path / stage / name
+
+    def exists(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    # ------------------------------------------------------------ manifest
+    @property
+    def manifest(self) -> dict:
+        p = self.path / MANIFEST
+        return read_json(p) if p.is_file() else {}
+
+    def _update(self, **changes: Any) -> dict:
+        m = self.manifest
+        m.update(changes)
+        m["updated"] = _now()
+        write_json(self.path / MANIFEST, m)
+        return m
+
+    def init(self, *, dataset_name: str, dataset_path: str | Path, fingerprint: str, config: Any | None = None) -> None:
+        """Create or reopen the run for a dataset; refuse a run made from different data."""
+        m = self.manifest
+        if m:
+            have = m.get("dataset", {}).get("fingerprint")
+            if have and have != fingerprint:
+                raise RunDirError(
+                    f"{self.path} was made from dataset {m['dataset'].get('name')!r} "
+                    f"(fingerprint {have}), not from {dataset_name!r} ({fingerprint}); use another --out"
+                )
+        else:
+            m = {"created": _now(), "stages": {}}
+        m["dataset"] = {"name": dataset_name, "path": str(Path(dataset_path).resolve()), "fingerprint": fingerprint}
+        m.setdefault("status", "created")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / MANIFEST, {**m, "updated": _now()})
+        if config is not None:
+            self.write_config(config)
+
+    def write_config(self, config: Any) -> None:
+        from .config import dump_yaml
+
+        write_text(self.path / CONFIG, dump_yaml(config))
+
+    def read_config(self):
+        from .config import from_dict, RunConfig
+
+        p = self.path / CONFIG
+        if not p.is_file():
+            raise RunDirError(f"{self.path}: no {CONFIG}")
+        return from_dict(RunConfig, yaml.safe_load(p.read_text()) or {})
+
+    @property
+    def status(self) -> str:
+        return self.manifest.get("status", "missing")
+
+    def set_status(self, status: str) -> None:
+        self._update(status=status)
+
+    def stage_status(self, stage: str) -> str:
+        return self.manifest.get("stages", {}).get(stage, {}).get("status", "pending")
+
+    def stage_seconds(self, stage: str) -> float | None:
+        return self.manifest.get("stages", {}).get(stage, {}).get("seconds")
+
+    @contextlib.contextmanager
+    def stage(self, stage: str) -> Iterator[Path]:
+        """Mark a stage running; on exit record ``done`` with its wall time, or ``failed``."""
+        stages = self.manifest.get("stages", {})
+        stages[stage] = {"status": "running", "started": _now()}
+        self._update(stages=stages, status="running")
+        t0 = time.perf_counter()
+        try:
+            yield self.stage_dir(stage)
+        except BaseException as exc:
+            stages = self.manifest.get("stages", {})
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            stages[stage] = {**stages.get(stage, {}), "status": "interrupted" if interrupted else "failed",
+                             "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
+            self._update(stages=stages, status="interrupted" if interrupted else "failed")
+            raise
+        stages = self.manifest.get("stages", {})
+        stages[stage] = {**stages.get(stage, {}), "status": "done", "finished": _now(),
+                         "seconds": round(time.perf_counter() - t0, 3)}
+        stages[stage].pop("error", None)
+        self._update(stages=stages)
+
+    # ------------------------------------------------------------- reading
+    def read_metrics(self, stage: str) -> dict | None:
+        p = self.file(stage, "metrics.json")
+        return read_json(p) if p.is_file() else None
+
+    def headline(self) -> dict[str, float]:
+        """Test metrics of the run's recommender: the G-stage's, else a sequential encoder's."""
+        for stage in ("generate", "encode"):
+            m = self.read_metrics(stage)
+            if m and isinstance(m.get("test"), dict):
+                return {k: m["test"][k] for k in HEADLINE_KEYS if k in m["test"]}
+        return {}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    status: str
+    dataset: str
+    methods: dict[str, str]
+    stages: dict[str, str]
+    metrics: dict[str, float]
+    updated: str
+
+
+def list_runs(root: str | Path, max_depth: int = 4) -> list[RunSummary]:
+    """Every run directory under ``root`` (the root itself included), newest first."""
+    root = Path(root)
+    if not root.exists():
+        raise RunDirError(f"runs root {root} does not exist")
+    found = []
+    candidates = [root] + [p.parent for depth in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * depth) + f"/{MANIFEST}")]
+    seen = set()
+    for path in candidates:
+        if path in seen or not (path / MANIFEST).is_file():
+            continue
+        seen.add(path)
+        found.append(summarize(RunDir(path)))
+    return sorted(found, key=lambda s: s.updated, reverse=True)
+
+
+def summarize(run: RunDir) -> RunSummary:
+    m = run.manifest
+    methods = {}
+    cfg = run.path / CONFIG
+    if cfg.is_file():
+        raw = yaml.safe_load(cfg.read_text()) or {}
+        for stage in ("encode", "quantize"):
+            if isinstance(raw.get(stage), dict) and "method" in raw[stage]:
+                methods[stage] = raw[stage]["method"]
+    return RunSummary(
+        path=run.path,
+        status=m.get("status", "missing"),
+        dataset=m.get("dataset", {}).get("name", "?"),
+        methods=methods,
+        stages={k: v.get("status", "?") for k, v in m.get("stages", {}).items()},
+        metrics=run.headline(),
+        updated=m.get("updated", ""),
+    )

@@ -1,0 +1,1 @@
+"""Command line and experiment orchestration for the ReSID workbench."""

@@ -1,0 +1,1 @@
+"""Command groups of the workbench CLI: each module has ``register(subparsers)``."""
