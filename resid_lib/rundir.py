@@ -1,17 +1,37 @@
 """Run directories: the contract between the library, the notebooks and the app.
 
-Layout::
+Layout and file formats (every file written atomically, see ``resid_lib.io``)::
 
     RUN_DIR/
-      run.json          status, dataset (name, path, fingerprint), per-stage status and wall time
-      config.yaml       the resolved RunConfig
-      encode/           item_embeddings.npy, history.csv, metrics.json, attention.npz, checkpoints
-      quantize/         sids.parquet, diagnostics.json, tree.parquet
-      generate/         metrics.json, history.csv, predictions.parquet, checkpoints
+      run.json             status; dataset {name, path, fingerprint}; stages {name: {status, started,
+                           finished, seconds, error}}
+      config.yaml          the resolved RunConfig
+      encode/
+        item_embeddings.npy  float32 (n_items, d), rows in the dataset's item order
+        history.csv          one row per epoch: epoch, loss, seconds, and metric1, metric2 (FAMAE)
+                             or valid_recall@10, valid_ndcg@10 (sequential recommenders)
+        metrics.json         {"method", "best_epoch", "metric1", "metric2"} (FAMAE) or
+                             {"method", "best_epoch", "valid": {..}, "test": {..}} (recommenders)
+        attention.npz        weights float32 (n_samples, n_layers, n_heads, L): the target (last)
+                             position's attention over the window; items int64 (n_samples, L), PAD -1;
+                             users int64 (n_samples,)
+        model.pt, checkpoint.pt
+      quantize/
+        sids.parquet         item_id, codebook1_id .. codebookL_id (int64); unique rows
+        diagnostics.json     see resid_lib.quantize.diagnostics
+        tree.parquet         one row per SID-tree node: level, prefix ("3-17"), parent, code, n_items,
+                             and per categorical field F: F_top (dominant value), F_share
+        quantizer.pt
+      generate/
+        metrics.json         {"valid": {..}, "test": {..}, "best_epoch", "invalid_rate", "decode_seconds"}
+        history.csv          epoch, loss, valid_recall@10, seconds
+        predictions.parquet  user_id, split ("valid"/"test"), target (item index), ranked (list of item indices)
+        model.pt, checkpoint.pt
 
-Every file is written atomically (``resid_lib.io``). A stage is ``running`` while it
-works, then ``done`` or ``failed`` (with the error message); an interrupted stage
-stays ``running`` and ``--resume`` continues it from its checkpoint.
+Metric dictionaries use the keys ``recall@5``, ``recall@10``, ``ndcg@5``, ``ndcg@10``.
+A stage is ``running`` while it works, then ``done`` or ``failed`` (with the error
+message); an interrupted stage stays ``running`` or ``interrupted`` and
+``--resume`` continues it from its checkpoint.
 """
 from __future__ import annotations
 
