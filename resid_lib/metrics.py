@@ -38,7 +38,9 @@ def ndcg_at_k(ranked: np.ndarray, targets: np.ndarray, k: int) -> float:
     ranks = hit_ranks(_check_k(ranked, k)[:, :k], targets)
     if not len(ranks):
         return 0.0
-    gains = np.where(ranks > 0, 1.0 / np.log2(ranks + 1.0), 0.0)
+    gains = np.zeros(len(ranks))
+    hit = ranks > 0
+    gains[hit] = 1.0 / np.log2(ranks[hit] + 1.0)
     return float(gains.mean())
 
 

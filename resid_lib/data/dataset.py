@@ -86,7 +86,7 @@ class Dataset:
             raise DataError(f"dataset {self.name!r}: items table lacks the 'item_id' column")
         dup = self.items["item_id"].duplicated()
         if dup.any():
-            raise DataError(f"dataset {self.name!r}: duplicate item id {self.items['item_id'][dup].iloc[0]!r}")
+            raise DataError(f"dataset {self.name!r}: duplicate item id {str(self.items['item_id'][dup].iloc[0])!r}")
         for spec in self.fields:
             if spec.name not in self.items.columns:
                 raise DataError(f"dataset {self.name!r}: field {spec.name!r} has no column in the items table")
@@ -95,9 +95,9 @@ class Dataset:
         n = len(self.items)
         for uid, seq in zip(self.user_ids, self.sequences):
             if len(seq) == 0:
-                raise DataError(f"user {uid!r} has an empty sequence")
+                raise DataError(f"user {str(uid)!r} has an empty sequence")
             if seq.min() < 0 or seq.max() >= n:
-                raise DataError(f"user {uid!r} refers to an item index outside 0..{n - 1}")
+                raise DataError(f"user {str(uid)!r} refers to an item index outside 0..{n - 1}")
 
     # ------------------------------------------------------------- properties
     @property
