@@ -203,3 +203,18 @@ def test_demo_command(tmp_path, capsys):
     assert main(["data", "demo", "--out", str(tmp_path / "bad"), "--items", "10"]) == 2
     assert "at least 50 items" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_import_refuses_to_replace_a_non_dataset_folder(tmp_path, capsys):
+    source = s3rec(tmp_path / "src", GOOD_SEQS, GOOD_ITEMS)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert main(["data", "import", "--format", "s3rec", str(source), "--out", str(precious)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
+    # an existing dataset folder is replaced by the new import
+    out = tmp_path / "dataset"
+    assert main(["data", "demo", "--out", str(out), "--items", "60", "--users", "20"]) == 0
+    assert main(["data", "import", "--format", "s3rec", str(source), "--out", str(out)]) == 0
+    assert Dataset.load(out).n_items == 3

@@ -244,3 +244,19 @@ def test_resid_inconsistent_history_names_file_and_row(tmp_path):
 def test_unknown_format_lists_known(tmp_path):
     with pytest.raises(DataError, match="unknown format 'csv'.*" + ", ".join(FORMATS)):
         read_dataset("csv", tmp_path)
+
+
+def test_resid_string_ids_and_nullable_id_columns(tmp_path):
+    pd.DataFrame({"item_id": ["a", "b", "c"], "cate1_id": [1, None, 2], "price": [1.5, 2.0, None],
+                  "tags": [["x"], None, ["y", "z"]], "title": ["A", "B", None]}).to_parquet(tmp_path / "item_feature.parquet")
+    pd.DataFrame({"user_id": [5, 6], "history": [["a"], ["c"]], "target": ["b", "a"]}).to_parquet(tmp_path / "train.parquet")
+    pd.DataFrame({"user_id": [5, 6], "history": [["a", "b"], ["c", "a"]], "target": ["c", "b"]}).to_parquet(
+        tmp_path / "valid.parquet")
+    pd.DataFrame({"user_id": [6, 5], "history": [["c", "a", "b"], ["a", "b", "c"]], "target": ["c", "a"]}).to_parquet(
+        tmp_path / "test_0.parquet")
+    ds = read_dataset("resid", tmp_path)
+    assert ds.user_ids.tolist() == ["5", "6"] and ds.timestamps is None
+    assert [ds.item_ids[s].tolist() for s in ds.sequences] == [["a", "b", "c", "a"], ["c", "a", "b", "c"]]
+    assert [(f.name, f.kind) for f in ds.fields] == [("cate1_id", "categorical"), ("tags", "multi"), ("title", "text")]
+    assert ds.vocabulary("cate1_id") == ["1", "2"]  # whole-number floats are ids with gaps, not prices
+    assert ds.codes("cate1_id").tolist() == [1, 0, 2]

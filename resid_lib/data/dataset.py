@@ -3,7 +3,8 @@
 On disk a dataset is a folder with three files:
 
 - ``items.parquet``: one row per item, in the dataset's item order (item index
-  ``0..n_items-1``); column ``item_id`` (string) plus one column per field.
+  ``0..n_items-1``); column ``item_id`` (string) plus one column per field (and,
+  from some sources, identifier columns such as ``asin`` that are not fields).
   Categorical fields are strings (null = missing), multi-valued fields are lists of
   strings, text fields are strings.
 - ``interactions.parquet``: ``user_id`` (string), ``item_index`` (int32) and, when the

@@ -94,8 +94,24 @@ def draw_field_masks(rng: np.random.Generator, n: int, n_fields: int) -> np.ndar
 
 
 # ---------------------------------------------------------------------------- model
+# Windows are mostly PAD (short histories, right-aligned), so tokens travel *packed*:
+# (N, d) holds the N valid tokens of a (B, L) batch row by row, and only the attention
+# core sees the padded (B, L) layout. Token-wise work (projections, FFN, dropout)
+# scales with N instead of B * L; PAD positions never influence a valid token.
+def last_rows(valid: torch.Tensor) -> torch.Tensor:
+    """(B,) packed row of each window's last token; ``valid`` (B, L) with the last column always True."""
+    return valid.sum(dim=1).cumsum(dim=0) - 1
+
+
+def scatter_padded(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(N, D) packed tokens -> (B, L, D) with zeros at PAD positions."""
+    out = packed.new_zeros(*valid.shape, packed.shape[-1])
+    out[valid] = packed
+    return out
+
+
 class SelfAttention(nn.Module):
-    """Multi-head attention over the window's valid (non-PAD) positions."""
+    """Multi-head attention of each token over the valid tokens of its own window."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -104,17 +120,23 @@ class SelfAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x_query: torch.Tensor, x: torch.Tensor, key_valid: torch.Tensor,
+    def forward(self, h: torch.Tensor, valid: torch.Tensor, last: torch.Tensor | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend from ``x_query`` (B, Lq, d) over ``x`` (B, L, d) where ``key_valid`` (B, L) is True.
+        """Attend over each window.
 
-        Returns the output (B, Lq, d) and, with ``need_weights``, the weights (B, H, Lq, L).
+        Args:
+            h: (N, d) packed tokens of a (B, L) batch.
+            valid: (B, L) bool, True where a token is present.
+            last: (B,) packed rows of the windows' last tokens; when given, only they query.
+
+        Returns:
+            (N, d), or (B, d) with ``last``; with ``need_weights`` also the weights (B, H, Lq, L).
         """
-        b, lq, d = x_query.shape
-        heads = lambda t: t.view(b, -1, self.n_heads, d // self.n_heads).transpose(1, 2)  # noqa: E731
-        q = heads(self.query(x_query))
-        k, v = (heads(t) for t in self.key_value(x).chunk(2, dim=-1))
-        allowed = key_valid[:, None, None, :]
+        b, d = valid.shape[0], h.shape[1]
+        heads = lambda t: t.view(b, t.shape[1], self.n_heads, -1).transpose(1, 2)  # noqa: E731
+        k, v = (heads(t) for t in scatter_padded(self.key_value(h), valid).chunk(2, dim=-1))
+        q = heads(self.query(h[last])[:, None] if last is not None else scatter_padded(self.query(h), valid))
+        allowed = valid[:, None, None, :]
         p = self.dropout if self.training else 0.0
         if need_weights:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
@@ -123,7 +145,8 @@ class SelfAttention(nn.Module):
         else:
             weights = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-        return self.out(out.transpose(1, 2).reshape(b, lq, d)), weights
+        out = out.transpose(1, 2).reshape(b, -1, d)
+        return self.out(out[:, 0] if last is not None else out[valid]), weights
 
 
 class Block(nn.Module):
@@ -136,12 +159,11 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_valid: torch.Tensor, *, last_only: bool = False,
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, last: torch.Tensor | None = None,
                 need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, L, d) -> (B, L, d), or (B, 1, d) for the last position only (``last_only``)."""
-        h = self.norm1(x)
-        a, weights = self.attn(h[:, -1:] if last_only else h, h, key_valid, need_weights)
-        x = (x[:, -1:] if last_only else x) + self.drop(a)
+        """Packed (N, d) -> (N, d), or (B, d) for the windows' last tokens only (``last`` given)."""
+        a, weights = self.attn(self.norm1(x), valid, last, need_weights)
+        x = (x if last is None else x[last]) + self.drop(a)
         return x + self.drop(self.ffn(self.norm2(x))), weights
 
 
@@ -171,26 +193,33 @@ class FamaeModel(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def tokens(self, windows: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, d) input tokens; ``windows`` (B, L) with PAD -1, ``target_mask`` (B, J) bool for the last column."""
+        """Packed (N, d) input tokens: sum of field embeddings (masked ones replaced at the target) + position.
+
+        Args:
+            windows: (B, L) item indices, right-aligned, PAD -1, L <= max_len; the last column is the target.
+            target_mask: (B, J) bool, the target's fields to replace by their mask vectors.
+        """
         valid = windows >= 0
-        codes = self.item_codes[windows.clamp(min=0)]  # (B, L, J)
-        history = sum(emb(codes[:, :-1, k]) for k, emb in enumerate(self.field_emb))
-        target = sum(torch.where(target_mask[:, k, None], self.mask_emb[k], emb(codes[:, -1, k]))
-                     for k, emb in enumerate(self.field_emb))
-        x = torch.cat([history, target[:, None]], dim=1) * valid[..., None]
-        return x + self.pos_emb.weight[-windows.shape[1]:]
+        rows, cols = valid.nonzero(as_tuple=True)
+        codes = self.item_codes[windows[rows, cols]]  # (N, J)
+        masked = torch.zeros_like(codes, dtype=torch.bool)
+        masked[last_rows(valid)] = target_mask
+        x = sum(torch.where(masked[:, k, None], self.mask_emb[k], emb(codes[:, k]))
+                for k, emb in enumerate(self.field_emb))
+        return x + self.pos_emb(cols + (self.max_len - windows.shape[1]))
 
     def encode_target(self, windows: torch.Tensor, target_mask: torch.Tensor,
                       need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``h_T`` (B, d) at the last position and, with ``need_weights``, its attention (B, layers, H, L)."""
         valid = windows >= 0
+        last = last_rows(valid)
         x = self.drop(self.tokens(windows, target_mask))
         rows = []
         for i, block in enumerate(self.blocks):
-            x, w = block(x, valid, last_only=i == len(self.blocks) - 1, need_weights=need_weights)
+            x, w = block(x, valid, last if i == len(self.blocks) - 1 else None, need_weights)
             if need_weights:
                 rows.append(w[:, :, -1])
-        return self.norm(x[:, -1]), (torch.stack(rows, dim=1) if need_weights else None)
+        return self.norm(x), (torch.stack(rows, dim=1) if need_weights else None)
 
     def field_logits(self, h: torch.Tensor, field: int, values: torch.Tensor | None = None) -> torch.Tensor:
         """``sqrt(d) * cos(h, e_v)``: (B, V) over the field's vocabulary, or (B, n) for ``values`` (n,)."""

@@ -195,7 +195,7 @@ class SequenceTransformer(nn.Module):
         """
         items = self.items.item_vectors()
         length = tokens.shape[1]
-        x = self.items.token_table(items)[tokens]
+        x = F.embedding(tokens, self.items.token_table(items))
         x = x + self.positions.weight[self.max_len - length:]
         hidden = self.blocks(self.dropout(x), mask=self.attention_mask(tokens))
         return self.norm(hidden), items

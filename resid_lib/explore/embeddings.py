@@ -33,6 +33,28 @@ def pca(X: np.ndarray, n_components: int) -> np.ndarray:
     return centered @ vt[:n_components].T
 
 
+def cosine_knn(X: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k-nearest neighbours, each row's own index first (the layout UMAP expects).
+
+    Args:
+        X: (n, d) vectors.
+    Returns:
+        ((n, k) int64 indices, (n, k) float32 cosine distances), nearest first.
+    """
+    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    index = np.empty((len(X), k), dtype=np.int64)
+    dist = np.empty((len(X), k), dtype=np.float32)
+    for start in range(0, len(X), chunk):
+        rows = np.arange(start, min(start + chunk, len(X)))
+        d = 1.0 - unit[rows] @ unit.T
+        d[np.arange(len(rows)), rows] = -np.inf  # self first
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
+        index[rows] = np.take_along_axis(part, order, axis=1)
+        dist[rows] = np.maximum(np.take_along_axis(d, index[rows], axis=1), 0.0)
+    return index, dist
+
+
 def project_2d(X, *, method: Projection = "umap", n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     """(n, 2) map of the rows of ``X`` (n, d).
 
@@ -48,7 +70,9 @@ def project_2d(X, *, method: Projection = "umap", n_neighbors: int = 15, seed: i
         import umap
 
         reduced = pca(X, min(PCA_DIMS_BEFORE_UMAP, X.shape[1], len(X)))
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(X) - 1), metric="cosine",
+        k = min(n_neighbors, len(X) - 1)
+        knn = cosine_knn(reduced, k)
+        reducer = umap.UMAP(n_components=2, n_neighbors=k, metric="cosine", precomputed_knn=(*knn, None),
                             random_state=seed, init="spectral" if len(X) > 10 else "random")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

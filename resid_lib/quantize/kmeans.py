@@ -35,8 +35,13 @@ from ..errors import ConfigError, DataError
 
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
-#: relative price tolerance; the balanced objective is within ``n * _EPS * spread`` of optimal
-_EPS = 1e-6
+#: final price tolerance relative to the data's spread; the objective is within ``n * _EPS * spread`` of optimal
+_EPS = 1e-5
+#: first eps-scaling tolerance relative to the mean gap between a row's best and second-best cost
+_EPS_START = 0.1
+#: eps shrinks by this factor per scaling phase
+_EPS_FACTOR = 8.0
+STEPS=[]
 
 
 def kmeans(
@@ -275,75 +280,115 @@ def _reseed_empty(
 def _balanced_assign(
     D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, eps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimal exactly-balanced assignment by price raising (see the module docstring).
+    """Optimal exactly-balanced assignment by price raising with eps-scaling (see the module docstring).
 
     Args:
         D: (N, k) costs of the valid rows of all problems.
         prob: (N,) problem index of every row.
         lengths: (P,) rows per problem.
         prices: (P, k) float64 warm-start prices.
-        eps: (P,) float64 price tolerance.
+        eps: (P,) float64 final price tolerance.
     Returns:
         labels (N,) with every problem's cluster sizes equal to its capacities, and the final prices.
     """
     P, k = prices.shape
-    N = D.shape[0]
-    device = D.device
     D = D.double()
-    rows = torch.arange(N, device=device)
-    cost = D + prices[prob]
-    top = cost.topk(min(2, k), dim=1, largest=False)
-    labels = top.indices[:, 0].clone()
     if k == 1:
-        return labels, prices
-    cur = top.values[:, 0].clone()
-    alt_val, alt_idx = top.values[:, 1].clone(), top.indices[:, 1].clone()
-    del cost, top
-
-    # capacities: the r most demanded clusters of each problem hold q + 1 points
-    sizes = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
-    q, r = lengths // k, lengths % k
-    demand_rank = torch.empty_like(sizes)
-    demand_rank.scatter_(1, sizes.argsort(dim=1, descending=True, stable=True), torch.arange(k, device=device).expand(P, k))
-    caps = q[:, None] + (demand_rank < r[:, None]).long()
-
-    batch = torch.arange(P, device=device)
-    for _ in range(_MAX_PRICE_STEPS):
-        excess, j = (sizes - caps).max(1)  # the most over-full cluster of every problem
-        if int(excess.max()) <= 0:
+        return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
+    caps = None
+    scale = None
+    while True:
+        cost = D + prices[prob]
+        top = cost.topk(2, dim=1, largest=False)
+        del cost
+        labels, cur = top.indices[:, 0].clone(), top.values[:, 0].clone()
+        alt_idx, alt_val = top.indices[:, 1].clone(), top.values[:, 1].clone()
+        sizes = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
+        if caps is None:
+            caps = _capacities(sizes, lengths)
+            gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, alt_val - cur)
+            scale = torch.maximum(_EPS_START * gap / lengths, eps)
+        _push_excess(D, prob, caps, prices, scale, labels, cur, alt_idx, alt_val, sizes)
+        if bool((scale <= eps).all()):
             return labels, prices
-        active = excess > 0
-        target = torch.where(active, j, -1)[prob]  # (N,) chosen cluster of each row's problem, -1 if none
-        members = (labels == target).nonzero().squeeze(1)
+        scale = torch.maximum(scale / _EPS_FACTOR, eps)
+
+
+def _capacities(sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(P, k) capacities: the r most demanded clusters (largest ``sizes``) of each problem hold q + 1."""
+    P, k = sizes.shape
+    q, r = lengths // k, lengths % k
+    rank = torch.empty_like(sizes)
+    order = sizes.argsort(dim=1, descending=True, stable=True)
+    rank.scatter_(1, order, torch.arange(k, device=sizes.device).expand(P, k).contiguous())
+    return q[:, None] + (rank < r[:, None]).long()
+
+
+def _push_excess(
+    D: torch.Tensor,
+    prob: torch.Tensor,
+    caps: torch.Tensor,
+    prices: torch.Tensor,
+    eps: torch.Tensor,
+    labels: torch.Tensor,
+    cur: torch.Tensor,
+    alt_idx: torch.Tensor,
+    alt_val: torch.Tensor,
+    sizes: torch.Tensor,
+) -> None:
+    """Raise prices of over-full clusters until every cluster is at capacity (updates arguments in place).
+
+    ``cur`` is each row's price-adjusted cost in its cluster, ``alt_idx``/``alt_val`` its best other
+    cluster and that cost. Every step raises the price of every over-full cluster past the
+    switching cost of its ``excess``-th cheapest member (plus ``eps``, halfway to the next one),
+    and those members move to their best other cluster at the new prices unless that one rose
+    so much that staying is cheaper. Every row keeps a cost within ``eps`` of its cheapest
+    cluster throughout, and prices only rise, so the loop ends at an eps-optimal assignment.
+    """
+    P, k = prices.shape
+    device = D.device
+    flat_prices = prices.view(-1)
+    eps_row = eps[prob]
+    for _ in range(_MAX_PRICE_STEPS):
+        over = (sizes - caps).view(-1)  # (P * k,)
+        if int(over.max()) <= 0:
+            STEPS.append(_)
+            return
+        group = prob * k + labels
+        members = (over[group] > 0).nonzero().squeeze(1)
         delta = alt_val[members] - cur[members]
-        pid = prob[members]
+        key = group[members]
         order = delta.argsort(stable=True)
-        order = order[pid[order].argsort(stable=True)]
-        members, delta, pid = members[order], delta[order], pid[order]
-        counts = torch.bincount(pid, minlength=P)
+        order = order[key[order].argsort(stable=True)]
+        members, delta, key = members[order], delta[order], key[order]
+        counts = torch.bincount(key, minlength=P * k)
         starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(members.numel(), device=device) - starts[pid]
-        move = rank < excess[pid]
-        # raise the price halfway to the first point that stays (at least eps past the last leaver)
-        last = delta[(starts + excess - 1).clamp(min=0)[active]]
-        nxt = delta[(starts + excess)[active]]
-        inc = last + torch.maximum(eps[active], (nxt - last) / 2)
-        prices[batch[active], j[active]] += inc
-        step = torch.zeros(P, dtype=torch.float64, device=device)
-        step[active] = inc
-        stay = members[~move]
-        cur[stay] += step[prob[stay]]
-        movers = members[move]
+        leave = torch.arange(members.numel(), device=device) - starts[key] < over[key]
+        full = (over > 0).nonzero().squeeze(1)
+        last = delta[starts[full] + over[full] - 1]
+        nxt = delta[starts[full] + over[full]]  # exists: a cluster holds at least cap >= 1 more rows
+        inc = torch.zeros(P * k, dtype=torch.float64, device=device)
+        inc[full] = last + torch.maximum(eps[full // k], (nxt - last) / 2)
+        flat_prices += inc
+        cur[members] += inc[key]
+        # leavers go to their cheapest other cluster at the new prices, unless staying is cheaper
+        leavers = members[leave]
+        c = D[leavers] + prices[prob[leavers]]
+        c[torch.arange(leavers.numel(), device=device), labels[leavers]] = float("inf")
+        best_val, best_idx = c.min(1)
+        go = best_val <= cur[leavers] + eps_row[leavers]
+        movers = leavers[go]
         old = labels[movers]
-        labels[movers] = alt_idx[movers]
-        cur[movers] = alt_val[movers]
-        sizes.index_put_((prob[movers], old), torch.full_like(old, -1), accumulate=True)
-        sizes.index_put_((prob[movers], labels[movers]), torch.ones_like(old), accumulate=True)
-        # rows whose second choice was the raised cluster, and the movers, need a new second choice
-        stale = alt_idx == target
+        labels[movers] = best_idx[go]
+        cur[movers] = best_val[go]
+        ones = torch.ones_like(old)
+        sizes.index_put_((prob[movers], old), -ones, accumulate=True)
+        sizes.index_put_((prob[movers], labels[movers]), ones, accumulate=True)
+        # rows whose next-best cluster was raised, and the movers, need a new next-best
+        stale = inc[prob * k + alt_idx] > 0
         stale[movers] = True
         stale = stale.nonzero().squeeze(1)
         c = D[stale] + prices[prob[stale]]
-        c[rows[: stale.numel()], labels[stale]] = float("inf")
+        c[torch.arange(stale.numel(), device=device), labels[stale]] = float("inf")
         alt_val[stale], alt_idx[stale] = c.min(1)
     raise RuntimeError("balanced assignment did not converge")  # pragma: no cover

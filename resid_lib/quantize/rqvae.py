@@ -166,7 +166,7 @@ class RQVAE(Quantizer):
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                total += float(loss) * len(x)
+                total += loss.item() * len(x)
                 for level in range(self.levels):
                     used[level, codes[:, level]] = True
             if self.reset_dead_codes and epoch < stop_resets:
@@ -195,7 +195,7 @@ class RQVAE(Quantizer):
         """Move codewords no item chose this epoch onto random residuals of batch x."""
         _, _, residuals = model.quantize(model.encoder(x))
         for level in range(self.levels):
-            dead = torch.flatnonzero(~used[level])
+            dead = (~used[level]).nonzero().squeeze(1)
             if len(dead):
                 pick = torch.randint(len(x), (len(dead),), generator=generator).to(x.device)
                 model.codebooks[level][dead] = residuals[level][pick]

@@ -8,6 +8,7 @@ from pathlib import Path
 from resid_lib.data.dataset import Dataset
 from resid_lib.data.demo import make_demo_dataset
 from resid_lib.data.readers import FORMATS, read_dataset
+from resid_lib.errors import DataError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     ds = read_dataset(args.format, args.source, name=args.name)
     ds.save(args.out)
     print(f"imported {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions -> {args.out}")
@@ -51,10 +53,20 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     ds = make_demo_dataset(args.items, args.users, seed=args.seed)
     ds.save(args.out)
     print(f"demo world: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions -> {args.out}")
     return 0
+
+
+def check_output_folder(out: Path) -> None:
+    """Saving replaces ``out``: allow that only for a missing path, an empty folder or a dataset folder."""
+    if not out.exists():
+        return
+    if out.is_dir() and (not any(out.iterdir()) or (out / "schema.json").is_file()):
+        return
+    raise DataError(f"{out} exists and is not a dataset folder; refusing to replace it (choose another --out)")
 
 
 def format_info(info: dict) -> str:

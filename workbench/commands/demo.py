@@ -4,11 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resid_lib.config import load_config
-from resid_lib.data.dataset import Dataset
-from resid_lib.data.demo import make_demo_dataset
-from resid_lib.pipeline import run_pipeline
-from resid_lib.rundir import RunDir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from resid_lib.config import load_config
+    from resid_lib.data.dataset import Dataset
+    from resid_lib.data.demo import make_demo_dataset
+    from resid_lib.pipeline import run_pipeline
+    from resid_lib.rundir import RunDir
+
     data_dir = args.out / "data"
     run_dir = args.out / "run"
     if not (data_dir / "schema.json").is_file():

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from resid_lib.errors import ConfigError
-from workbench import notebooks as nb
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from workbench import notebooks as nb
+
     for name in nb.list_notebooks():
         params = nb.notebook_parameters(nb.find_notebook(name))
         print(name)
@@ -48,6 +49,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from workbench import notebooks as nb
+
     params = dict(args.parameter)
     if len(params) != len(args.parameter):
         raise ConfigError("a parameter was given twice")
@@ -59,6 +62,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from workbench import notebooks as nb
+
     path = nb.find_notebook(args.name)
     out = args.out or Path("runs") / "sweeps" / path.stem
     table = nb.sweep(path, args.grid, out_dir=out, progress=not args.quiet)
@@ -70,6 +75,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
+    from workbench import notebooks as nb
+
     cmd = [sys.executable, "-m", "jupyter", "lab", str(nb.NOTEBOOK_DIR)]
     print("starting:", " ".join(cmd))
     return subprocess.call(cmd, env={**os.environ})

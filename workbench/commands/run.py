@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resid_lib.config import STAGES, load_config
-from resid_lib.pipeline import run_pipeline
+STAGES = ("encode", "quantize", "generate")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from resid_lib.config import load_config
+    from resid_lib.pipeline import run_pipeline
+
     cfg = load_config(args.config, args.overrides)
     run = run_pipeline(cfg, args.data, args.out, stages=args.stages, resume=args.resume, progress=not args.quiet)
     print(f"run {run.status}: {run.path}")

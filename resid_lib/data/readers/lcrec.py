@@ -22,6 +22,7 @@ import html
 import math
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,8 @@ def _load_object(path: Path, what: str) -> dict:
     def keep_pairs(pairs: list[tuple[str, Any]]) -> dict:
         obj = dict(pairs)
         if len(obj) != len(pairs) and not duplicates:
-            duplicates.append((_first_repeat([k for k, _ in pairs]), obj))
+            counts = Counter(k for k, _ in pairs)
+            duplicates.append((next(k for k, n in counts.items() if n > 1), obj))
         return obj
 
     try:
@@ -127,17 +129,9 @@ def _load_object(path: Path, what: str) -> dict:
         raise DataError(f"{path}: file is empty (an empty object)")
     if duplicates:
         key, obj = duplicates[0]
-        label = what if obj is data else "key"
+        if obj is not data:
+            raise DataError(f"{path}: duplicate key {key!r} inside one entry")
         lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(rf'"{re.escape(key)}"\s*:', text)]
         at = f" (lines {lines[0]} and {lines[1]})" if len(lines) >= 2 else ""
-        raise DataError(f"{path}: duplicate {label} {key!r}{at}")
+        raise DataError(f"{path}: duplicate {what} {key!r}{at}")
     return data
-
-
-def _first_repeat(keys: list[str]) -> str:
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            return key
-        seen.add(key)
-    raise AssertionError("no repeated key")

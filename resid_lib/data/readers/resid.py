@@ -3,7 +3,10 @@
 - ``item_feature*.parquet``: ``item_id`` plus one column per item feature
   (``store_id``, ``cate1_id``, ``cate2_id``, ``cate3_id`` ...). Integer and string
   columns are categorical, list columns multi-valued, ``title`` / ``description``
-  text; floating-point columns are numbers, not fields, and are left out.
+  text. A floating-point column whose values are all whole numbers is an id column
+  with missing values (as pandas writes integers with nulls) and is categorical
+  too (``3.0`` -> ``"3"``); other floating-point columns are numbers, not fields,
+  and are left out.
 - ``train*.parquet``, ``val*.parquet``, ``test*.parquet``: one row per training
   window / evaluation case with ``user_id``, ``history`` (list of item ids, oldest
   first), ``target`` (item id) and optionally ``timestamp`` (of the target).
@@ -23,6 +26,7 @@ no known time (NaN). Without a ``timestamp`` column there are no timestamps.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +49,7 @@ def read_resid(source_dir: str | Path, name: str | None = None) -> Dataset:
     item_path = _find(source, "item_feature")
     items, fields, item_keys = _read_items(item_path)
 
-    parts = [_read_split(_find(source, prefix), rank, item_keys, item_path) for rank, (_, prefix) in enumerate(SPLITS)]
+    parts = [_read_split(_find(source, prefix), item_keys, item_path) for _, prefix in SPLITS]
     has_time = [p["time"] is not None for p in parts]
     if any(has_time) and not all(has_time):
         missing = [SPLITS[i][0] for i, ok in enumerate(has_time) if not ok]
@@ -158,11 +162,14 @@ def _read_items(path: Path):
     for col in table.column_names:
         if col == "item_id":
             continue
+        values = table.column(col).to_pylist()
         kind = _column_kind(col, table.schema.field(col).type)
+        if kind is None and _whole_numbers(values):
+            kind, values = "categorical", [None if v is None else int(v) for v in values]
         if kind is None:
             continue
         kinds[col] = kind
-        columns[col] = table.column(col).to_pylist()
+        columns[col] = values
     items, fields = build_items(ids.to_pylist(), columns, str(path), kinds=kinds)
     return items, fields, _id_keys(ids)
 
@@ -177,24 +184,34 @@ def _column_kind(name: str, typ: pa.DataType) -> FieldKind | None:
     return "categorical"
 
 
-def _id_keys(ids: pa.ChunkedArray) -> pd.Index:
-    """Item ids as an index to look up history and target ids (integers stay integers)."""
+def _whole_numbers(values: list) -> bool:
+    """True when every non-null value is a finite whole number."""
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    return bool(known) and all(math.isfinite(v) and float(v).is_integer() for v in known)
+
+
+def _id_keys(ids: pa.ChunkedArray) -> np.ndarray:
+    """(n_items,) item ids to look up history and target ids: int64 when integers, else strings."""
     values = ids.to_numpy(zero_copy_only=False)
-    return pd.Index(values if np.issubdtype(values.dtype, np.integer) else values.astype(str))
+    return values if np.issubdtype(values.dtype, np.integer) else values.astype(str)
 
 
-def _lookup(keys: pd.Index, values: np.ndarray, path: Path, rows: np.ndarray, column: str, item_path: Path) -> np.ndarray:
-    """Item indices of ``values``; DataError naming the row of the first id not in the item file."""
-    if np.issubdtype(keys.dtype, np.integer) != np.issubdtype(values.dtype, np.integer):
-        keys, values = pd.Index(keys.astype(str)), values.astype(str)
-    idx = keys.get_indexer(values)
+def _lookup(keys: np.ndarray, values: np.ndarray, path: Path, rows: np.ndarray, column: str, item_path: Path) -> np.ndarray:
+    """Item indices of ``values``; DataError naming the row of the first id not in the item file.
+
+    Integer ids are matched as integers; otherwise both sides are compared as strings.
+    """
+    if not (np.issubdtype(keys.dtype, np.integer) and np.issubdtype(values.dtype, np.integer)):
+        keys, values = keys.astype(str).astype(object), values.astype(str).astype(object)
+    idx = pd.Index(keys).get_indexer(values)
     if (idx < 0).any():
         i = int(np.flatnonzero(idx < 0)[0])
         raise DataError(f"{path} row {rows[i] + 1}: {column} item id {str(values[i])!r} is not in the item file {item_path}")
     return idx.astype(np.int64)
 
 
-def _read_split(path: Path, rank: int, item_keys: pd.Index, item_path: Path) -> dict:
+def _read_split(path: Path, item_keys: np.ndarray, item_path: Path) -> dict:
+    """One split file as per-row arrays: user, target and timestamp, history lengths and flat history items."""
     table = _read_table(path)
     for col in REQUIRED:
         if col not in table.column_names:

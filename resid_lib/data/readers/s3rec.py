@@ -50,7 +50,7 @@ def _read_items(path: Path):
             if not isinstance(rec, dict):
                 raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(rec).__name__}")
             if rec.get("item_id") is None:
-                raise DataError(f"{path} line {lineno}: required key 'item_id' is missing")
+                raise DataError(f"{path} line {lineno}: required key 'item_id' is missing or null")
             records.append(rec)
             lines.append(lineno)
     if not records:

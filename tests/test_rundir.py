@@ -1,0 +1,128 @@
+"""Run directories and atomic writes: manifest, stage status, dataset check, catalog, ``workbench runs list``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from resid_lib.config import load_config
+from resid_lib.errors import RunDirError
+from resid_lib.io import atomic_dir, atomic_path, read_json, save_npy, write_json, write_parquet, write_text
+from resid_lib.rundir import RunDir, list_runs
+from workbench.cli import main
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files or folders (hidden, ``.tmp``) anywhere under ``folder``."""
+    return [str(p) for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_atomic_writers_leave_no_temp_files(tmp_path):
+    write_json(tmp_path / "a.json", {"x": np.int64(3), "y": np.float32(0.5), "z": np.arange(2)})
+    write_text(tmp_path / "sub" / "b.txt", "hello")
+    save_npy(tmp_path / "c.npy", np.eye(2, dtype=np.float32))
+    write_parquet(tmp_path / "d.parquet", pd.DataFrame({"item_id": ["a"], "codebook1_id": [3]}))
+    assert read_json(tmp_path / "a.json") == {"x": 3, "y": 0.5, "z": [0, 1]}
+    assert (tmp_path / "sub" / "b.txt").read_text() == "hello"
+    assert np.array_equal(np.load(tmp_path / "c.npy"), np.eye(2))
+    assert pd.read_parquet(tmp_path / "d.parquet")["codebook1_id"].tolist() == [3]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_crash_keeps_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "trunc')
+            raise RuntimeError("crash while writing")
+    assert read_json(target) == {"v": 1}
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "dataset") as tmp:
+            (tmp / "items.parquet").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert not (tmp_path / "dataset").exists()
+    assert leftovers(tmp_path) == []
+
+
+def make_run(path: Path, fingerprint: str = "f1", name: str = "toy") -> RunDir:
+    run = RunDir(path)
+    config = load_config(None, ["encode.method=sasrec", "quantize.method=rqkmeans"])
+    run.init(dataset_name=name, dataset_path=path.parent, fingerprint=fingerprint, config=config)
+    return run
+
+
+def test_init_writes_manifest_and_config(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert not run.exists() and run.status == "missing" and not (tmp_path / "run").exists()
+    cfg = load_config("demo", ["seed=5"])
+    run.init(dataset_name="toy", dataset_path=tmp_path, fingerprint="abc", config=cfg)
+    assert run.exists() and run.status == "created"
+    assert run.manifest["dataset"] == {"name": "toy", "path": str(tmp_path.resolve()), "fingerprint": "abc"}
+    assert run.read_config() == cfg
+    run.init(dataset_name="toy", dataset_path=tmp_path, fingerprint="abc")  # reopening the same data is fine
+    with pytest.raises(RunDirError, match="made from dataset 'toy' .*fingerprint abc.*use another --out"):
+        run.init(dataset_name="other", dataset_path=tmp_path, fingerprint="xyz")
+
+
+def test_stage_marks_done_and_failed(tmp_path):
+    run = make_run(tmp_path / "run")
+    with run.stage("encode") as folder:
+        assert run.stage_status("encode") == "running" and run.status == "running"
+        write_json(folder / "metrics.json", {"method": "sasrec", "test": {"recall@10": 0.1, "ndcg@10": 0.05}})
+    assert run.stage_status("encode") == "done" and run.stage_seconds("encode") >= 0
+    assert run.headline() == {"recall@10": 0.1, "ndcg@10": 0.05}
+    with pytest.raises(ValueError):
+        with run.stage("quantize"):
+            raise ValueError("no vectors")
+    stage = run.manifest["stages"]["quantize"]
+    assert stage["status"] == "failed" and stage["error"] == "ValueError: no vectors"
+    assert run.status == "failed"
+    with pytest.raises(KeyboardInterrupt):
+        with run.stage("generate"):
+            raise KeyboardInterrupt
+    assert run.stage_status("generate") == "interrupted" and run.status == "interrupted"
+    assert run.stage_status("encode") == "done"
+    assert leftovers(run.path) == []
+
+
+def test_headline_prefers_the_generative_recommender(tmp_path):
+    run = make_run(tmp_path / "run")
+    write_json(run.file("encode", "metrics.json"), {"test": {"recall@10": 0.1}})
+    write_json(run.file("generate", "metrics.json"), {"test": {"recall@5": 0.2, "recall@10": 0.3, "other": 1}})
+    assert run.headline() == {"recall@5": 0.2, "recall@10": 0.3}
+    assert run.read_metrics("quantize") is None
+
+
+def test_list_runs_and_cli(tmp_path, capsys):
+    root = tmp_path / "runs"
+    a = make_run(root / "a")
+    with a.stage("generate") as folder:
+        write_json(folder / "metrics.json", {"test": {"recall@10": 0.0642, "ndcg@10": 0.0351}})
+    a.set_status("done")
+    make_run(root / "group" / "b", name="beauty")
+    (root / "not-a-run").mkdir()
+    runs = list_runs(root)
+    assert sorted(r.path.relative_to(root).as_posix() for r in runs) == ["a", "group/b"]
+    by_name = {r.path.name: r for r in runs}
+    assert by_name["a"].status == "done" and by_name["a"].stages == {"generate": "done"}
+    assert by_name["a"].methods == {"encode": "sasrec", "quantize": "rqkmeans"}
+    assert by_name["b"].dataset == "beauty" and by_name["b"].metrics == {}
+
+    assert main(["runs", "list", str(root)]) == 0
+    out = capsys.readouterr().out
+    line_a = next(line for line in out.splitlines() if line.startswith("a "))
+    assert "done" in line_a and "0.0642" in line_a and "0.0351" in line_a
+    assert any(line.startswith("group/b") for line in out.splitlines())
+    assert main(["runs", "list", str(root), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["path"] for r in listed} == {str(root / "a"), str(root / "group" / "b")}
+
+    assert main(["runs", "list", str(tmp_path / "empty-root")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", "list", str(tmp_path / "empty")]) == 0
+    assert "no runs" in capsys.readouterr().out
