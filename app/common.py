@@ -122,7 +122,8 @@ def pick_run(label: str, key: str, artifact: str, paths: list[str] | None = None
     paths = sorted(paths, key=lambda p: not run_view(p).has(artifact))
     if st.session_state.get(key) not in paths:
         st.session_state.pop(key, None)
-    chosen = st.selectbox(label, paths, key=key, format_func=run_label)
+    names = {p: run_label(p) for p in paths}
+    chosen = st.selectbox(label, paths, key=key, format_func=names.__getitem__)
     view = run_view(chosen)
     if not view.has(artifact):
         st.info(view.missing(artifact))
@@ -143,7 +144,8 @@ def pick_runs(label: str, key: str, artifact: str) -> list[artifacts.RunView]:
         return []
     if key not in st.session_state or not set(st.session_state[key]) <= set(every):
         st.session_state[key] = paths or every[:3]
-    chosen = st.multiselect(label, every, key=key, format_func=run_label)
+    names = {p: run_label(p) for p in every}
+    chosen = st.multiselect(label, every, key=key, format_func=names.__getitem__)
     return [run_view(p) for p in chosen]
 
 

@@ -7,7 +7,7 @@ Layout under ``root``::
                              quantize (sids, tree, diagnostics), generate (metrics, history)
     runs/famae-hkmeans/      the same items under another quantizer; no G-stage
     runs/sasrec-partial/     a sequential encoder; its quantize stage failed
-    ablations/demo/          results.parquet of an ablation grid
+    runs/ablations/demo/     results.parquet of an ablation grid
 
 The artifacts are realistic in shape and internally consistent (SIDs are unique,
 the tree and diagnostics are computed from them with the library's own functions)
@@ -71,7 +71,7 @@ def build_runs_root(root: Path) -> Path:
     except RuntimeError:
         pass
 
-    _write_ablation(root / "ablations" / "demo")
+    _write_ablation(runs / "ablations" / "demo")
     return runs
 
 
@@ -168,12 +168,16 @@ def _write_sasrec(run: RunDir, X: np.ndarray) -> None:
 
 
 def _write_ablation(folder: Path) -> None:
+    """A results table in the layout of ``resid_lib.ablation`` (one failed row)."""
     rows = [
-        ("ReSID (FAMAE + GAOQ)", "famae", "gaoq", 0.0480, 0.0712, 0.0318, 0.0392, 61.0, 4.2, 120.0),
-        ("FAMAE + hierarchical k-means", "famae", "hkmeans", 0.0455, 0.0688, 0.0301, 0.0377, 61.0, 2.9, 118.0),
-        ("text + GAOQ", "text", "gaoq", 0.0441, 0.0667, 0.0290, 0.0362, 12.0, 4.0, 119.0),
-        ("FAMAE + RQ-VAE", "famae", "rqvae", 0.0437, 0.0659, 0.0288, 0.0359, 61.0, 35.0, 121.0),
+        ("ReSID", "famae", "gaoq", "done", 0.0480, 0.0712, 0.0318, 0.0392, 61.0, 4.2, 120.0, "runs/resid", None),
+        ("Q2", "famae", "hkmeans", "done", 0.0455, 0.0688, 0.0301, 0.0377, 61.0, 2.9, 118.0, "runs/q2", None),
+        ("E1", "text", "gaoq", "done", 0.0441, 0.0667, 0.0290, 0.0362, 12.0, 4.0, 119.0, "runs/e1", None),
+        ("SASRec", "sasrec", None, "done", 0.0391, 0.0611, 0.0252, 0.0322, 40.0, None, None, "runs/sasrec", None),
+        ("Q1", "famae", "rqvae", "failed", None, None, None, None, 61.0, None, None, "runs/q1",
+         "RuntimeError: RQ-VAE codebook collapsed"),
     ]
-    frame = pd.DataFrame(rows, columns=["name", "encoder", "quantizer", "recall@5", "recall@10", "ndcg@5", "ndcg@10",
-                                        "encode_seconds", "quantize_seconds", "generate_seconds"])
+    frame = pd.DataFrame(rows, columns=["name", "encoder", "quantizer", "status", "recall@5", "recall@10", "ndcg@5",
+                                        "ndcg@10", "encode_seconds", "quantize_seconds", "generate_seconds", "run",
+                                        "error"])
     write_parquet(folder / "results.parquet", frame)

@@ -18,6 +18,15 @@ SMALL = ["encode.seqrec.d_model=32", "encode.seqrec.d_ff=64", "encode.seqrec.max
          "encode.seqrec.batch_size=64", "encode.seqrec.dropout=0.1"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and reproducibly, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def encode_config(method: str, *overrides: str):
     return load_config(None, [f"encode.method={method}", *SMALL, *overrides]).encode
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from common import ablation, header, page_errors, runs_root
-from resid_lib.explore.ablations import (comparison_figure, comparison_frame, find_ablations, seconds_columns,
-                                         seconds_figure)
+from resid_lib.explore.ablations import (comparison_figure, comparison_frame, failed_rows, find_ablations,
+                                         seconds_columns, seconds_figure)
 from resid_lib.explore.published import PUBLISHED_DATASET, published_results
 from resid_lib.rundir import HEADLINE_KEYS
 
@@ -16,8 +16,7 @@ header("Ablations", "The results of an ablation grid (`workbench ablate`: one ro
 
 with page_errors():
     root = runs_root()
-    search_roots = [root, root.parent] if root.parent != root else [root]
-    found = sorted({p for r in search_roots for p in find_ablations(r)})
+    found = find_ablations(root)
     typed = st.text_input("Ablation folder (holding results.parquet)", key="abl_folder",
                           placeholder="leave empty to pick one found under the runs root")
     if typed.strip():
@@ -25,15 +24,17 @@ with page_errors():
     elif found:
         folder = st.selectbox("Found", found, key="abl_found", format_func=str)
     else:
-        st.info(f"No results.parquet under {root} or its parent yet. Run an ablation grid, e.g. "
-                "`workbench ablate --grid configs/ablations.yaml --data DATASET --out runs/ablations/NAME`, "
+        st.info(f"No results.parquet under {root} yet. Run the ablation grid, e.g. "
+                "`workbench ablate --config beauty-cpu --data DATASET --out runs/ablations/NAME`, "
                 "or type its folder above.")
         st.stop()
     results = ablation(folder)
 
     st.subheader("Results")
-    st.dataframe(results, hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.4f") for k in HEADLINE_KEYS})
+    st.dataframe(results.drop(columns=[c for c in ("error",) if c in results.columns]), hide_index=True,
+                 width="stretch", column_config={k: st.column_config.NumberColumn(format="%.4f") for k in HEADLINE_KEYS})
+    for row in failed_rows(results).itertuples(index=False):
+        st.warning(f"{row.name}: {row.status}" + (f": {row.error}" if row.error else ""))
 
     metrics = [k for k in HEADLINE_KEYS if k in results.columns]
     c1, c2 = st.columns([1, 2])

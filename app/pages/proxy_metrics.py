@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from common import header, history, metrics, page_errors, pick_runs
+from resid_lib.explore.palette import run_colors
 from resid_lib.explore.proxy import history_figure, history_long, proxy_summary, tradeoff_figure
 
 header("Proxy metrics", "Metric 1 (collaborative: Recall@10 with all target fields masked) and Metric 2 "
@@ -19,6 +20,7 @@ with page_errors():
     summary = proxy_summary({v.label: metrics(v, "encode") for v in views},
                             {v.label: metrics(v, "generate") for v in views})
     best = dict(zip(summary["run"], summary["best_epoch"]))
+    colors = run_colors([v.label for v in views])
 
     st.subheader("Selected epoch and downstream result")
     st.dataframe(summary, hide_index=True, width="stretch", column_config={
@@ -32,10 +34,10 @@ with page_errors():
         left, right = st.columns(2)
         with left:
             st.markdown("**Metric 1 (collaborative)**")
-            st.plotly_chart(history_figure(long, "metric1", best), width="stretch", key="metric1_chart")
+            st.plotly_chart(history_figure(long, "metric1", best, colors=colors), width="stretch", key="metric1_chart")
         with right:
             st.markdown("**Metric 2 (discriminative)**")
-            st.plotly_chart(history_figure(long, "metric2", best), width="stretch", key="metric2_chart")
+            st.plotly_chart(history_figure(long, "metric2", best, colors=colors), width="stretch", key="metric2_chart")
         st.caption("Stars mark the epoch each run kept (early stopping). The paper finds downstream Recall@10 "
                    "rises when both metrics rise.")
         st.subheader("Metric 1 against Metric 2")
@@ -45,7 +47,7 @@ with page_errors():
                 "(encode.method=famae).")
     if "valid_recall@10" in measures:
         st.subheader("Sequential-recommender encoders: validation Recall@10")
-        st.plotly_chart(history_figure(long, "valid_recall@10", best), width="stretch", key="seqrec_chart")
+        st.plotly_chart(history_figure(long, "valid_recall@10", best, colors=colors), width="stretch", key="seqrec_chart")
     if "loss" in measures:
         with st.expander("Training loss"):
-            st.plotly_chart(history_figure(long, "loss", best), width="stretch", key="loss_chart")
+            st.plotly_chart(history_figure(long, "loss", best, colors=colors), width="stretch", key="loss_chart")

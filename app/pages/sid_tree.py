@@ -79,9 +79,14 @@ with page_errors():
     color_by = controls[1].radio("Colour shows", ["value", "share"], horizontal=True, key="tree_color_by",
                                  format_func={"value": "dominant value", "share": "its share (purity)"}.get)
     kind = controls[2].radio("Chart", ["sunburst", "icicle"], key="tree_kind")
-    below = n_levels - len(prefix)
-    depth = controls[3].slider("Levels shown below the prefix", 1, max(1, min(3, below)), min(2, max(1, below)),
-                               key="tree_depth", disabled=below <= 1)
+    deepest = min(3, n_levels - len(prefix))
+    if deepest > 1:
+        if "tree_depth" in st.session_state:
+            st.session_state["tree_depth"] = min(st.session_state["tree_depth"], deepest)
+        depth = controls[3].slider("Levels shown below the prefix", 1, deepest, min(2, deepest), key="tree_depth")
+    else:
+        depth = 1
+        controls[3].caption("One level below this prefix: its items.")
     shown_depth = fit_depth(nodes, prefix, depth, MAX_NODES)
     window = tree_window(nodes, prefix, shown_depth)
 
@@ -99,7 +104,8 @@ with page_errors():
         where = f"prefix {format_prefix(prefix)}" if prefix else "the root"
         st.markdown(f"**Nodes under {where}**")
         kids = children(nodes, prefix)
-        cols = ["prefix", "n_items"] + [c for f in fields for c in (f"{f}_top", f"{f}_share")]
+        ordered = ([field] if field else []) + [f for f in fields if f != field]
+        cols = ["prefix", "n_items"] + [c for f in ordered for c in (f"{f}_top", f"{f}_share")]
         share_format = {f"{f}_share": st.column_config.ProgressColumn(f"{f} share", min_value=0.0, max_value=1.0,
                                                                       format="percent") for f in fields}
         st.dataframe(kids[cols], hide_index=True, width="stretch", height=420, column_config=share_format)
@@ -137,7 +143,8 @@ with page_errors():
         st.stop()
     if st.session_state.get("compare_with") not in others:
         st.session_state["compare_with"] = others[0]
-    other_path = st.selectbox("Compare with", others, key="compare_with", format_func=run_label)
+    names = {p: run_label(p) for p in others}
+    other_path = st.selectbox("Compare with", others, key="compare_with", format_func=names.__getitem__)
     other = run_view(other_path)
     other_table = sid_table(other)
     index = items["item_index"].to_numpy()

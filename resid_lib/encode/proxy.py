@@ -63,11 +63,11 @@ def masked_recall(
     n = len(windows)
     if n == 0:
         return 0.0
-    target_mask = np.broadcast_to(np.asarray(target_mask, dtype=bool), (n, scorer.n_fields))
+    target_mask = np.array(np.broadcast_to(np.asarray(target_mask, dtype=bool), (n, scorer.n_fields)))
     hits = 0
     for start in range(0, n, batch_size):
         w = torch.as_tensor(windows[start:start + batch_size], device=device)
-        m = torch.as_tensor(np.ascontiguousarray(target_mask[start:start + batch_size]), device=device)
+        m = torch.as_tensor(target_mask[start:start + batch_size], device=device)
         ranked = top_k(scorer.target_scores(w, m), k)
         hits += int((hit_ranks(ranked, windows[start:start + batch_size, -1]) > 0).sum())
     return hits / n

@@ -1,8 +1,9 @@
 """Ablation results (``DIR/results.parquet`` of ``workbench ablate``) beside the published numbers.
 
-A results table has one row per method: ``name, encoder, quantizer``, the metrics
-``recall@5, recall@10, ndcg@5, ndcg@10`` and the seconds each stage took (columns
-whose name contains ``seconds``).
+A results table (``resid_lib.ablation``) has one row per method: ``name, encoder,
+quantizer, status``, the metrics ``recall@5, recall@10, ndcg@5, ndcg@10``, the
+seconds each stage took (``STAGE_seconds``), the run folder and the error of a
+failed row. Tables of other origins need only a name column and some metrics.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..ablation import RESULTS_PARQUET as RESULTS
 from ..errors import RunDirError
 from ..rundir import HEADLINE_KEYS
 
-RESULTS = "results.parquet"
 NAME_COLUMNS = ("name", "method", "point")
 
 
@@ -51,6 +52,15 @@ def read_ablation(folder: str | Path) -> pd.DataFrame:
     return frame
 
 
+def failed_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """``name, error`` of the rows whose status is not ``done`` (empty when the table has no status)."""
+    if "status" not in results.columns:
+        return pd.DataFrame(columns=["name", "error"])
+    bad = results[results["status"].astype(str) != "done"]
+    errors = bad["error"] if "error" in bad.columns else pd.Series("", index=bad.index)
+    return pd.DataFrame({"name": bad["name"], "status": bad["status"], "error": errors.fillna("")})
+
+
 def seconds_columns(results: pd.DataFrame) -> list[str]:
     return [c for c in results.columns if "seconds" in c and pd.api.types.is_numeric_dtype(results[c])]
 
@@ -76,7 +86,9 @@ def comparison_figure(frame: pd.DataFrame, metric: str, *, height: int | None = 
         fig.add_bar(y=frame.loc[~own, "name"], x=frame.loc[~own, "value"], orientation="h", name="published",
                     marker_color="#bbbbbb", text=frame.loc[~own, "value"].map("{:.4f}".format), textposition="outside",
                     customdata=frame.loc[~own, "source"], hovertemplate="%{y}: %{x:.4f}<br>%{customdata}<extra></extra>")
+    top = frame["value"].max() if len(frame) else 1.0
     fig.update_layout(height=height or 120 + 28 * len(frame), xaxis_title=metric, barmode="overlay",
+                      xaxis={"range": [0, 1.15 * top]},
                       yaxis={"categoryorder": "array", "categoryarray": list(frame["name"])},
                       margin={"t": 30, "l": 10, "r": 40, "b": 10}, legend={"orientation": "h", "y": 1.08})
     return fig
@@ -87,6 +99,7 @@ def seconds_figure(results: pd.DataFrame, *, height: int | None = None) -> go.Fi
     fig = go.Figure()
     for col in seconds_columns(results):
         fig.add_bar(y=results["name"].astype(str), x=results[col], orientation="h", name=col)
-    fig.update_layout(barmode="stack", height=height or 120 + 28 * len(results), xaxis_title="seconds",
-                      margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": 1.08})
+    fig.update_layout(barmode="stack", height=height or 160 + 28 * len(results), xaxis_title="seconds",
+                      margin={"t": 30, "l": 10, "r": 10, "b": 10},
+                      legend={"orientation": "h", "y": -0.3, "traceorder": "normal"})
     return fig

@@ -83,7 +83,7 @@ def user_heatmap(sample: AttentionSample, index: int, item_ids: np.ndarray | Non
     valid = np.flatnonzero(items != PAD)
     labels = window_labels(items, item_ids)
     n_layers, n_heads = weights.shape[:2]
-    fig = make_subplots(rows=n_layers, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+    fig = make_subplots(rows=n_layers, cols=1, shared_xaxes=True, vertical_spacing=0.3 / max(n_layers, 1),
                         subplot_titles=[f"layer {l + 1}" for l in range(n_layers)])
     zmax = float(weights[:, :, valid].max()) if len(valid) else 1.0
     for layer in range(n_layers):

@@ -115,13 +115,16 @@ def map_figure(frame: pd.DataFrame, color: str, *, hover: list[str], height: int
                          color_continuous_scale="Viridis", render_mode="webgl")
     else:
         values = plot[color].astype(str).where(plot[color].notna(), "unknown")
-        top = values.value_counts().index[:MAX_LEGEND_VALUES]
+        top = list(values.value_counts().index[:MAX_LEGEND_VALUES])
+        if all(v.isdigit() for v in top):  # codes: legend in code order
+            top = sorted(top, key=int)
         plot[color] = values.where(values.isin(top), "other")
-        order = [*top, "other"] if (plot[color] == "other").any() else list(top)
+        order = [*top, "other"] if (plot[color] == "other").any() else top
         fig = px.scatter(plot, x="x", y="y", color=color, hover_data=hover_data, render_mode="webgl",
                          category_orders={color: order},
                          color_discrete_sequence=px.colors.qualitative.Dark24 + px.colors.qualitative.Light24)
-    fig.update_traces(marker={"size": 5, "opacity": 0.8})
+    fig.update_traces(marker={"size": 6, "opacity": 0.8})
     fig.update_layout(height=height, margin={"t": 10, "l": 10, "r": 10, "b": 10}, xaxis_title="", yaxis_title="",
-                      xaxis={"showticklabels": False}, yaxis={"showticklabels": False})
+                      xaxis={"showticklabels": False, "showgrid": False, "zeroline": False},
+                      yaxis={"showticklabels": False, "showgrid": False, "zeroline": False})
     return fig

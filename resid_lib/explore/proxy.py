@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.colors
 import plotly.graph_objects as go
 
-PALETTE = plotly.colors.qualitative.Plotly
+from .palette import run_colors
 
 #: per-epoch columns of ``encode/history.csv`` worth plotting -> axis title
 PROXY_MEASURES = {
@@ -60,12 +59,16 @@ def proxy_summary(encode_metrics: dict[str, dict | None], generate_metrics: dict
 
 
 def history_figure(long: pd.DataFrame, measure: str, best_epochs: dict[str, float] | None = None,
-                   *, height: int = 340) -> go.Figure:
-    """One line per run of ``measure`` against epoch; a star marks each run's best (selected) epoch."""
+                   *, colors: dict[str, str] | None = None, height: int = 340) -> go.Figure:
+    """One line per run of ``measure`` against epoch; a star marks each run's best (selected) epoch.
+
+    ``colors`` maps runs to colours (default: :func:`run_colors` over the runs in ``long``).
+    """
     fig = go.Figure()
+    colors = colors or run_colors(list(long["run"]))
     rows = long[long["measure"] == measure]
-    for i, (run, part) in enumerate(rows.groupby("run", sort=False)):
-        color = PALETTE[i % len(PALETTE)]
+    for run, part in rows.groupby("run", sort=False):
+        color = colors[run]
         fig.add_scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name=run, legendgroup=run,
                         line={"color": color})
         best = (best_epochs or {}).get(run)
@@ -85,10 +88,12 @@ def tradeoff_figure(summary: pd.DataFrame, *, height: int = 380) -> go.Figure:
     done = have[have["test_recall@10"].notna()]
     todo = have[have["test_recall@10"].isna()]
     if len(done):
+        low, high = done["test_recall@10"].min(), done["test_recall@10"].max()
         fig.add_scatter(x=done["metric1"], y=done["metric2"], mode="markers+text", text=done["run"],
                         textposition="top center", name="downstream R@10",
                         marker={"size": 16, "color": done["test_recall@10"], "colorscale": "Viridis",
-                                "showscale": True, "colorbar": {"title": {"text": "test R@10"}}},
+                                "cmin": low if high > low else 0.0, "cmax": high, "showscale": True,
+                                "colorbar": {"title": {"text": "test R@10"}}},
                         hovertemplate="%{text}<br>Metric 1 %{x:.4f}<br>Metric 2 %{y:.4f}"
                                       "<br>test R@10 %{marker.color:.4f}<extra></extra>")
     if len(todo):
@@ -96,5 +101,10 @@ def tradeoff_figure(summary: pd.DataFrame, *, height: int = 380) -> go.Figure:
                         textposition="top center", name="no G-stage yet",
                         marker={"size": 16, "symbol": "circle-open", "color": "grey"})
     fig.update_layout(height=height, xaxis_title="Metric 1 (collaborative)", yaxis_title="Metric 2 (discriminative)",
-                      margin={"t": 30, "l": 10, "r": 10, "b": 10})
+                      margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    for axis, col in (("xaxis", "metric1"), ("yaxis", "metric2")):
+        if len(have):
+            low, high = have[col].min(), have[col].max()
+            pad = 0.15 * (high - low) if high > low else 0.1 * abs(high) or 0.01
+            fig.update_layout({axis: {"range": [low - pad, high + pad]}})
     return fig

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .palette import run_colors
+
 LEVEL_COLUMNS = ("codebook_size", "used", "utilization", "entropy", "max_entropy", "conditional_entropy",
                  "dedup", "code_share", "prefix_share")
 #: per-level measure -> axis title
@@ -64,8 +66,9 @@ def summary_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
 def level_figure(levels: pd.DataFrame, measure: str, *, height: int = 320) -> go.Figure:
     """Grouped bars of one per-level measure: x = level, one colour per run."""
     fig = go.Figure()
+    colors = run_colors(list(levels["run"]))
     for run, rows in levels.groupby("run", sort=False):
-        fig.add_bar(x=[f"level {lv}" for lv in rows["level"]], y=rows[measure], name=run)
+        fig.add_bar(x=[f"level {lv}" for lv in rows["level"]], y=rows[measure], name=run, marker_color=colors[run])
     fig.update_layout(barmode="group", height=height, yaxis_title=LEVEL_MEASURES.get(measure, measure),
                       margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": -0.2})
     if measure == "utilization":
@@ -76,13 +79,18 @@ def level_figure(levels: pd.DataFrame, measure: str, *, height: int = 320) -> go
 def entropy_figure(levels: pd.DataFrame, *, height: int = 340) -> go.Figure:
     """H(c_l) and H(c_l | C<l) per level and run, with log2 b_l (the even-use ceiling) as a marker."""
     fig = go.Figure()
+    colors = run_colors(list(levels["run"]))
     for run, rows in levels.groupby("run", sort=False):
         x = [f"level {lv}" for lv in rows["level"]]
-        fig.add_bar(x=x, y=rows["entropy"], name=f"{run}: H(c_l)", offsetgroup=run)
+        color = colors[run]
+        fig.add_bar(x=x, y=rows["entropy"], name=f"{run}: H(c_l)", offsetgroup=run, legendgroup=run,
+                    marker={"color": color, "opacity": 0.55})
         fig.add_scatter(x=x, y=rows["conditional_entropy"], name=f"{run}: H(c_l | C<l)", mode="markers",
-                        offsetgroup=run, marker={"symbol": "diamond", "size": 11})
+                        offsetgroup=run, legendgroup=run,
+                        marker={"symbol": "diamond", "size": 12, "color": color, "line": {"width": 1, "color": "white"}})
         fig.add_scatter(x=x, y=rows["max_entropy"], name=f"{run}: log2 b_l", mode="markers",
-                        offsetgroup=run, marker={"symbol": "line-ew-open", "size": 28, "line": {"width": 3}})
+                        offsetgroup=run, legendgroup=run,
+                        marker={"symbol": "line-ew-open", "size": 30, "color": color, "line": {"width": 3, "color": color}})
     fig.update_layout(barmode="group", scattermode="group", height=height, yaxis_title="bits",
                       margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig

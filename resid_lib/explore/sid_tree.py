@@ -127,5 +127,6 @@ def _hover_text(nodes: pd.DataFrame) -> list[str]:
     lines = [("prefix " + nodes["prefix"] + "<br>" + nodes["n_items"].astype(str) + " items").to_numpy()]
     for f in fields:
         share = nodes[f"{f}_share"].map(lambda s: "" if pd.isna(s) else f" ({s:.0%})")
-        lines.append(("<br>" + f + ": " + nodes[f"{f}_top"].astype(str) + share).to_numpy())
+        top = nodes[f"{f}_top"].map(lambda v: "unknown" if pd.isna(v) else str(v))
+        lines.append(("<br>" + f + ": " + top + share).to_numpy())
     return ["".join(parts) for parts in zip(*lines)]

@@ -4,10 +4,14 @@ Defaults follow the paper's generative recommender: a T5-style encoder-decoder
 with 4 + 4 layers, d=128, FFN 512, 4 heads, dropout 0.1, AdamW (lr 5e-3, weight
 decay 1e-5) with a cosine schedule, and beam search with 50 beams. ``batch_size``
 defaults to 256 so a CPU run makes progress; the GPU preset uses the paper's 2048.
+``precision: auto`` trains and decodes with bfloat16 matrix products (weights and
+optimizer state stay float32) on GPUs and CPUs with native bfloat16 support, and in
+float32 elsewhere.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import ConfigError
 
@@ -35,6 +39,7 @@ class GenerateConfig:
     beams: int = 50
     top_k: int = 10              # ranked items kept per user (predictions.parquet); beams must be >= top_k
     decode_batch_size: int = 256  # users decoded together
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 = bf16 matmuls, fp32 weights; auto = bf16 where fast
 
     def __post_init__(self) -> None:
         positive = ("max_items", "d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "epochs",

@@ -17,7 +17,7 @@ from ..metrics import evaluate_rankings
 from ..train import progress as progress_bar
 from .beam import beam_search
 from .data import SIDTokenizer, history_matrix
-from .model import SIDGenerator
+from .model import SIDGenerator, autocast
 from .trie import SIDTrie
 
 
@@ -40,9 +40,9 @@ class Rankings:
 
 @torch.no_grad()
 def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histories: list[np.ndarray], *,
-              max_items: int, beams: int, top_k: int, batch_size: int = 256, progress: bool = False,
-              desc: str = "decode") -> Rankings:
-    """Top-``top_k`` items for each history by trie-constrained beam search."""
+              max_items: int, beams: int, top_k: int, batch_size: int = 256, precision: str = "auto",
+              progress: bool = False, desc: str = "decode") -> Rankings:
+    """Top-``top_k`` items for each history by trie-constrained beam search (``precision``: see :func:`autocast`)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -57,7 +57,8 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in progress_bar(batches, desc=desc, enabled=progress):
         src = tokenizer.histories(items[idx]).to(device)
-        result = beam_search(model, trie, src, beams=beams, top_k=top_k)
+        with autocast(device, precision):
+            result = beam_search(model, trie, src, beams=beams, top_k=top_k)
         got, codes, score = result.items, result.codes, result.scores
         present = torch.isfinite(score)
         real = got >= 0

@@ -73,7 +73,7 @@ def run_stage(ctx) -> None:
     outcome.model.save(out / "model.pt", config=asdict(cfg), best_epoch=outcome.best_epoch, sids=sids)
 
     decode = dict(max_items=cfg.max_items, beams=cfg.beams, top_k=cfg.top_k, batch_size=cfg.decode_batch_size,
-                  progress=ctx.progress)
+                  precision=cfg.precision, progress=ctx.progress)
     results, frames, invalid = {}, [], []
     for split in ("valid", "test"):
         eval_set = ctx.split.eval_set(split)

@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
 from .config import GenerateConfig
 from .data import SIDTokenizer, length_grouped_batches, training_windows
-from .model import SIDGenerator
+from .model import SIDGenerator, autocast
 from .recommend import evaluate
 from .trie import SIDTrie
 
@@ -108,7 +108,7 @@ class GeneratorTrainer:
             row = {"epoch": epoch, "loss": loss, MONITOR: float("nan")}
             if epoch % c.eval_every == 0 or epoch == c.epochs:
                 metrics, _ = evaluate(model, self.trie, tokenizer, self.valid, max_items=c.max_items, beams=c.beams,
-                                      top_k=c.top_k, batch_size=c.decode_batch_size,
+                                      top_k=c.top_k, batch_size=c.decode_batch_size, precision=c.precision,
                                       progress=self.show_progress, desc=f"valid epoch {epoch}")
                 row[MONITOR] = metrics["recall@10"]
                 if stopper.step(metrics["recall@10"], epoch):
@@ -139,7 +139,8 @@ class GeneratorTrainer:
             window = self.windows[idx]
             src = tokenizer.histories(window[:, :-1]).to(self.device)
             target = tokenizer.targets(window[:, -1]).to(self.device)
-            loss = model.loss(src, target)
+            with autocast(self.device, self.config.precision):
+                loss = model.loss(src, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip:

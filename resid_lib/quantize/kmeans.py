@@ -11,18 +11,24 @@ with ``seed`` so CPU and GPU pick the same points.
 
 Exact balance. With ``n = q k + r`` points, ``r`` clusters get ``q + 1`` points and
 the rest ``q`` (sizes differ by at most one). The assignment step solves the
-transportation problem ``min sum_i D[i, c(i)]`` subject to those capacities with a
-price (dual-variable) method: every point sits in the cluster minimising
-``D[i, j] + p[j]``; while some cluster is over capacity, raise its price by exactly
-the amount that pushes out its excess (the points with the smallest switching cost
-``min_{l != j}(D[i, l] + p[l]) - (D[i, j] + p[j])`` move to their next-best
-cluster). Prices only rise on over-full clusters, so the process ends with every
-cluster at capacity and every point in a cluster of minimal price-adjusted cost,
-which by complementary slackness is an optimal balanced assignment (up to a
-tolerance of ``1e-6`` of the data's spread per point). Prices are warm-started
-across Lloyd iterations, so later iterations need few price steps.
-The ``r`` clusters that get ``q + 1`` points are the ``r`` most demanded ones
-(largest unconstrained sizes at the current prices).
+transportation problem ``min sum_i D[i, c(i)]`` under those capacities with a
+price (dual-variable, auction-style) method on the ``(n, k)`` cost matrix:
+
+- every point sits in the cluster minimising ``D[i, j] + p[j]``;
+- while some clusters are over capacity, each raises its price just past the
+  switching cost ``min_{l != j}(D[i, l] + p[l]) - (D[i, j] + p[j])`` of its
+  ``excess``-th cheapest member (plus a tolerance ``eps``), and those members move
+  to their next-best cluster at the new prices (unless that one rose too and
+  staying became cheaper).
+
+Prices only rise on over-full clusters, so the loop ends with every cluster exactly
+at capacity and every point within ``eps`` of its cheapest price-adjusted cluster,
+which by complementary slackness is within ``n * eps`` of the optimal balanced
+assignment. ``eps`` is a fraction of the mean gap between the best and second-best
+distance: large in the first Lloyd iteration (fast, the centroids are rough anyway)
+and shrinking geometrically to ``_EPS_FINAL`` of the gap. Prices are warm-started
+across Lloyd iterations. The ``r`` clusters that get ``q + 1`` points are the ``r``
+most demanded ones (largest unconstrained sizes at the current prices).
 """
 from __future__ import annotations
 
@@ -35,13 +41,18 @@ from ..errors import ConfigError, DataError
 
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
-#: final price tolerance relative to the data's spread; the objective is within ``n * _EPS * spread`` of optimal
-_EPS = 1e-5
-#: first eps-scaling tolerance relative to the mean gap between a row's best and second-best cost
-_EPS_START = 0.1
-#: eps shrinks by this factor per scaling phase
-_EPS_FACTOR = 8.0
+#: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
+_EPS_START = 0.5
+#: the price tolerance shrinks by this factor per Lloyd iteration ...
+_EPS_FACTOR = 4.0
+#: ... down to this fraction of the gap
+_EPS_FINAL = 0.02
+#: Lloyd stops once the squared centroid shift is below this times the mean per-dimension variance ...
+_TOL = 1e-4
+#: ... or the within-cluster sum of squares improved by less than this fraction
+_RTOL = 1e-4
 STEPS=[]
+SSE=[]
 
 
 def kmeans(
@@ -210,7 +221,12 @@ def _lloyd(
     seed: int,
     chunk_size: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd iterations on a padded batch. X (P, m, d) -> centroids (P, k, d), labels (P, m)."""
+    """Lloyd iterations on a padded batch. X (P, m, d) -> centroids (P, k, d), labels (P, m).
+
+    Stops early once, in every problem, the squared centroid shift is below ``_TOL`` times its
+    mean per-dimension variance (the scikit-learn criterion) or the within-cluster sum of
+    squares improved by less than ``_RTOL`` of itself.
+    """
     if n_iter < 1:
         raise ConfigError(f"k-means: n_iter must be >= 1, got {n_iter}")
     out_dtype = X.dtype if X.dtype.is_floating_point else torch.float32
@@ -219,38 +235,54 @@ def _lloyd(
     device = X.device
     if lengths is None:
         lengths = torch.full((P,), m, dtype=torch.long, device=device)
+    padded = bool((lengths < m).any())
     valid = torch.arange(m, device=device)[None, :] < lengths[:, None]  # (P, m)
-    validf = valid.to(X.dtype)
-    mean = (X * validf[:, :, None]).sum(1) / lengths[:, None].to(X.dtype)  # (P, d)
-    X = (X - mean[:, None, :]) * validf[:, :, None]
+    if padded:
+        X = X * valid[:, :, None]
+    mean = X.sum(1) / lengths[:, None]  # (P, d)
+    X = X - mean[:, None, :]
+    if padded:
+        X = X * valid[:, :, None]
     xx = (X * X).sum(-1)  # (P, m)
     chunk = chunk_size or _auto_chunk(m, k, d, P)
     rng = np.random.default_rng(seed)
 
     C = _kmeanspp(X, xx, valid, k, rng)
-    flat = valid.reshape(-1).nonzero().squeeze(1)  # valid rows of the flattened batch
-    prob = flat // m  # problem of every valid row
+    flat = valid.reshape(-1).nonzero().squeeze(1) if padded else None  # valid rows of the flat batch
+    prob = flat // m if padded else torch.arange(P, device=device).repeat_interleave(m)
+    Xv = X.reshape(P * m, d)[flat] if padded else X.reshape(P * m, d)
+    spread = (xx.sum(1) / lengths).double()  # mean squared norm = total variance, per problem
+    tol = _TOL * spread / d
     prices = torch.zeros(P, k, dtype=torch.float64, device=device)
-    spread = (xx.sum(1) / lengths.to(X.dtype)).double()  # mean squared norm per problem
-    eps = _EPS * spread + 1e-30
-    labels = torch.full((flat.numel(),), -1, dtype=torch.long, device=device)
-    for _ in range(n_iter):
-        D = _distances(X, C, chunk).reshape(P * m, k)[flat]  # (N, k)
+    base = xx.sum(1).double()  # sse = base + sum of the chosen D entries
+    prev_sse = torch.full_like(base, float("inf"))
+    for it in range(n_iter):
+        D = _distances(X, C, chunk).reshape(P * m, k)
+        if padded:
+            D = D[flat]
         if balanced:
-            new, prices = _balanced_assign(D, prob, lengths, prices, eps)
+            # the price tolerance shrinks over the iterations: early assignments need not be exact
+            rel_eps = max(_EPS_FINAL, _EPS_START / _EPS_FACTOR**it)
+            labels, prices = _balanced_assign(D, prob, lengths, prices, rel_eps)
         else:
-            new = D.argmin(1)
-        changed = not torch.equal(new, labels)
-        labels = new
-        C = _centroids(X.reshape(P * m, d)[flat], prob, labels, P, k)
+            labels = D.argmin(1)
+        new_C = _centroids(Xv, prob, labels, P, k)
         if not balanced:
-            C = _reseed_empty(X.reshape(P * m, d)[flat], prob, labels, C, P, k)
-        if not changed:
+            new_C = _reseed_empty(Xv, prob, labels, new_C, P, k)
+        shift = ((new_C - C) ** 2).sum((1, 2)).double()
+        C = new_C
+        sse = base.index_add(0, prob, D.gather(1, labels[:, None]).squeeze(1).double())
+        SSE.append(float(sse.sum()))
+        stalled = prev_sse - sse <= _RTOL * sse
+        prev_sse = sse
+        if bool(((shift <= tol) | stalled).all()) and (not balanced or rel_eps <= _EPS_FINAL):
             break
-    full = torch.full((P * m,), -1, dtype=torch.long, device=device)
-    full[flat] = labels
+    if padded:
+        full = torch.full((P * m,), -1, dtype=torch.long, device=device)
+        full[flat] = labels
+        labels = full
     C = C + mean[:, None, :]
-    return C.to(out_dtype), full.reshape(P, m)
+    return C.to(out_dtype), labels.reshape(P, m)
 
 
 def _centroids(Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, P: int, k: int) -> torch.Tensor:
@@ -278,40 +310,48 @@ def _reseed_empty(
 
 
 def _balanced_assign(
-    D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, eps: torch.Tensor
+    D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimal exactly-balanced assignment by price raising with eps-scaling (see the module docstring).
+    """Exactly balanced, eps-optimal assignment by price raising (see the module docstring).
 
     Args:
         D: (N, k) costs of the valid rows of all problems.
         prob: (N,) problem index of every row.
         lengths: (P,) rows per problem.
-        prices: (P, k) float64 warm-start prices.
-        eps: (P,) float64 final price tolerance.
+        prices: (P, k) float64 warm-start prices (updated in place).
+        rel_eps: price tolerance as a fraction of each problem's mean best/second-best gap.
     Returns:
-        labels (N,) with every problem's cluster sizes equal to its capacities, and the final prices.
+        labels (N,) with every problem's cluster sizes equal to its capacities, and the prices.
     """
     P, k = prices.shape
-    D = D.double()
     if k == 1:
         return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
-    caps = None
-    scale = None
-    while True:
-        cost = D + prices[prob]
-        top = cost.topk(2, dim=1, largest=False)
-        del cost
-        labels, cur = top.indices[:, 0].clone(), top.values[:, 0].clone()
-        alt_idx, alt_val = top.indices[:, 1].clone(), top.values[:, 1].clone()
-        sizes = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
-        if caps is None:
-            caps = _capacities(sizes, lengths)
-            gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, alt_val - cur)
-            scale = torch.maximum(_EPS_START * gap / lengths, eps)
-        _push_excess(D, prob, caps, prices, scale, labels, cur, alt_idx, alt_val, sizes)
-        if bool((scale <= eps).all()):
-            return labels, prices
-        scale = torch.maximum(scale / _EPS_FACTOR, eps)
+    top = (D + prices[prob]).topk(2, dim=1, largest=False)
+    labels, cur = top.indices[:, 0], top.values[:, 0]
+    alt_idx, alt_val = top.indices[:, 1].contiguous(), top.values[:, 1].contiguous()
+    labels, cur = labels.contiguous(), cur.contiguous()
+    del top
+    gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, alt_val - cur) / lengths
+    eps = rel_eps * gap + 1e-12
+    sizes = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
+    caps = _capacities(sizes, lengths)
+    _push_excess(D, prob, caps, prices, eps, labels, cur, alt_idx, alt_val, sizes)
+    return labels, prices
+
+
+def _refresh_alt(
+    D: torch.Tensor,
+    prob: torch.Tensor,
+    prices: torch.Tensor,
+    labels: torch.Tensor,
+    alt_idx: torch.Tensor,
+    alt_val: torch.Tensor,
+    rows: torch.Tensor,
+) -> None:
+    """Recompute the best other cluster (and its price-adjusted cost) of ``rows``, in place."""
+    c = D[rows] + prices[prob[rows]]
+    c[torch.arange(rows.numel(), device=D.device), labels[rows]] = float("inf")
+    alt_val[rows], alt_idx[rows] = c.min(1)
 
 
 def _capacities(sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -349,17 +389,21 @@ def _push_excess(
     device = D.device
     flat_prices = prices.view(-1)
     eps_row = eps[prob]
+    group = prob * k + labels  # (N,) flat cluster id of every row
+    stale = torch.zeros_like(labels, dtype=torch.bool)  # rows whose alt_* may be out of date
     for _ in range(_MAX_PRICE_STEPS):
         over = (sizes - caps).view(-1)  # (P * k,)
         if int(over.max()) <= 0:
             STEPS.append(_)
             return
-        group = prob * k + labels
         members = (over[group] > 0).nonzero().squeeze(1)
+        _refresh_alt(D, prob, prices, labels, alt_idx, alt_val, members[stale[members]])
+        stale[members] = False
         delta = alt_val[members] - cur[members]
         key = group[members]
-        order = delta.argsort(stable=True)
-        order = order[key[order].argsort(stable=True)]
+        # sort members by (cluster, switching cost) with one sort on a composite key
+        span = 2 * float(delta.abs().max()) + 1
+        order = (key * span + delta).argsort()
         members, delta, key = members[order], delta[order], key[order]
         counts = torch.bincount(key, minlength=P * k)
         starts = torch.cumsum(counts, 0) - counts
@@ -371,24 +415,19 @@ def _push_excess(
         inc[full] = last + torch.maximum(eps[full // k], (nxt - last) / 2)
         flat_prices += inc
         cur[members] += inc[key]
+        stale |= inc[prob * k + alt_idx] > 0
         # leavers go to their cheapest other cluster at the new prices, unless staying is cheaper
         leavers = members[leave]
-        c = D[leavers] + prices[prob[leavers]]
-        c[torch.arange(leavers.numel(), device=device), labels[leavers]] = float("inf")
-        best_val, best_idx = c.min(1)
-        go = best_val <= cur[leavers] + eps_row[leavers]
+        _refresh_alt(D, prob, prices, labels, alt_idx, alt_val, leavers)
+        stale[leavers] = False
+        go = alt_val[leavers] <= cur[leavers] + eps_row[leavers]
         movers = leavers[go]
-        old = labels[movers]
-        labels[movers] = best_idx[go]
-        cur[movers] = best_val[go]
-        ones = torch.ones_like(old)
-        sizes.index_put_((prob[movers], old), -ones, accumulate=True)
-        sizes.index_put_((prob[movers], labels[movers]), ones, accumulate=True)
-        # rows whose next-best cluster was raised, and the movers, need a new next-best
-        stale = inc[prob * k + alt_idx] > 0
+        old = group[movers]
+        labels[movers] = alt_idx[movers]
+        group[movers] = prob[movers] * k + labels[movers]
+        cur[movers] = alt_val[movers]
         stale[movers] = True
-        stale = stale.nonzero().squeeze(1)
-        c = D[stale] + prices[prob[stale]]
-        c[torch.arange(stale.numel(), device=device), labels[stale]] = float("inf")
-        alt_val[stale], alt_idx[stale] = c.min(1)
+        flat_sizes = sizes.view(-1)
+        flat_sizes.index_add_(0, old, torch.full_like(old, -1))
+        flat_sizes.index_add_(0, group[movers], torch.ones_like(old))
     raise RuntimeError("balanced assignment did not converge")  # pragma: no cover

@@ -1,0 +1,139 @@
+"""Hierarchical k-means with local indices (ablation Q2).
+
+The same tree as GAOQ without the global alignment: level 1 clusters all items into
+``b_1`` clusters; at every further aligned level each parent clusters its own items
+into ``b_l`` children and numbers them ``0..b_l-1`` in its clustering's own order, so
+"code 1" means an unrelated direction under every parent. With ``balanced=True`` (the
+default) every clustering is exactly balanced, as in GAOQ, so the local numbering is
+the only difference. The last level is derived as in GAOQ: the items sharing a prefix
+are numbered ``0, 1, ...`` by increasing distance to their prefix group's centroid, and
+its size is the largest prefix group. ``levels`` and ``branching`` mean what they mean
+for GAOQ (``branching`` lists ``b_1..b_{L-1}``, or "auto").
+
+Encoding the fitted matrix returns the fitted assignment (balanced clusters are filled
+by capacity, not strictly by nearest centroid); other rows descend the tree to their
+nearest centroids and are numbered within their prefix group among the rows encoded.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..errors import ConfigError, DataError
+from .base import Quantizer
+from .codebook import as_tensor, digest, nearest_code
+from .gaoq import resolve_branching
+from .kmeans import balanced_kmeans, balanced_kmeans_batched, kmeans, kmeans_batched
+
+
+def group_rows(groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded row indices per group.
+
+    Args:
+        groups: (n,) int64 group of every row, values in ``0..n_groups-1``.
+    Returns:
+        index (n_groups, m_max) int64 (padding -1) and lengths (n_groups,).
+    """
+    lengths = torch.bincount(groups, minlength=n_groups)
+    order = torch.argsort(groups, stable=True)
+    starts = torch.cumsum(lengths, 0) - lengths
+    rank = torch.arange(len(groups), device=groups.device) - starts[groups[order]]
+    index = torch.full((n_groups, int(lengths.max())), -1, dtype=torch.long, device=groups.device)
+    index[groups[order], rank] = order
+    return index, lengths
+
+
+def rank_within_groups(groups: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """(n,) position of every row within its group when the group is sorted by ``distance`` (ties: row order)."""
+    order = torch.argsort(distance, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]
+    counts = torch.bincount(groups)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(groups)
+    rank[order] = torch.arange(len(groups), device=groups.device) - starts[groups[order]]
+    return rank
+
+
+class HierarchicalKMeans(Quantizer):
+    """Tree of (balanced) k-means clusterings with per-parent local child indices."""
+
+    name = "hkmeans"
+
+    def __init__(
+        self,
+        *,
+        levels: int = 3,
+        branching: list[int] | str = "auto",
+        balanced: bool = True,
+        n_iter: int = 30,
+        seed: int = 0,
+        device: str = "auto",
+    ):
+        super().__init__(seed=seed, device=device)
+        if levels < 2:
+            raise ConfigError(f"hkmeans: levels must be at least 2 (clusters plus the derived last level), got {levels}")
+        self.levels = levels
+        self.branching = branching
+        self.balanced = balanced
+        self.n_iter = n_iter
+
+    @property
+    def codebook_sizes_(self) -> list[int]:
+        return [*self.branching_, self.last_size_]
+
+    def _fit(self, X: np.ndarray) -> None:
+        n = len(X)
+        self.branching_ = resolve_branching(self.branching, n, self.levels)
+        device = resolve_device(self.device)
+        data = as_tensor(X, device)
+        cluster = balanced_kmeans if self.balanced else kmeans
+        centroids, labels = cluster(data, self.branching_[0], n_iter=self.n_iter, seed=self.seed)
+        self.centroids_ = [centroids.cpu()]  # level l: (n_parents, b_l, d), level 1 as (b_1, d)
+        codes = [labels]
+        parent = labels
+        n_parents = self.branching_[0]
+        batched = balanced_kmeans_batched if self.balanced else kmeans_batched
+        for level, b in enumerate(self.branching_[1:], start=2):
+            index, lengths = group_rows(parent, n_parents)
+            if int(lengths.min()) < b:
+                p = int(lengths.argmin())
+                raise DataError(f"hkmeans: a level-{level - 1} cluster holds {int(lengths[p])} items, fewer than its "
+                                f"{b} children; lower quantize.branching or use balanced k-means")
+            batch = data[index.clamp(min=0)]
+            centroids, local = batched(batch, b, lengths=lengths, n_iter=self.n_iter, seed=self.seed + level)
+            labels = torch.empty(n, dtype=torch.long, device=device)
+            valid = index >= 0
+            labels[index[valid]] = local[valid]
+            self.centroids_.append(centroids.cpu())
+            codes.append(labels)
+            parent = parent * b + labels
+            n_parents *= b
+        codes.append(self._last_level(data, parent, n_parents))
+        self.codes_ = torch.stack(codes, dim=1).cpu().numpy()
+        self.last_size_ = int(self.codes_[:, -1].max()) + 1
+        self.digest_ = digest(X)
+
+    @staticmethod
+    def _last_level(data: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+        """Rank of every item within its prefix group by distance to the group's mean."""
+        sums = torch.zeros(n_groups, data.shape[1], dtype=data.dtype, device=data.device).index_add_(0, group, data)
+        means = sums / torch.bincount(group, minlength=n_groups).clamp(min=1)[:, None].to(data.dtype)
+        return rank_within_groups(group, ((data - means[group]) ** 2).sum(1))
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        if digest(X) == self.digest_:
+            return self.codes_.copy()
+        if X.shape[1] != self.centroids_[0].shape[1]:
+            raise DataError(f"hkmeans: fitted on {self.centroids_[0].shape[1]} dimensions, got {X.shape[1]}")
+        data = torch.from_numpy(X)
+        labels = nearest_code(data, self.centroids_[0])
+        codes, parent = [labels], labels
+        for centroids, b in zip(self.centroids_[1:], self.branching_[1:]):
+            children = centroids[parent]  # (n, b, d)
+            labels = ((children - data[:, None, :]) ** 2).sum(-1).argmin(1)
+            codes.append(labels)
+            parent = parent * b + labels
+        _, group = torch.unique(parent, return_inverse=True)
+        codes.append(self._last_level(data, group, int(group.max()) + 1))
+        return torch.stack(codes, dim=1).numpy()

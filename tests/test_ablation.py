@@ -1,0 +1,120 @@
+"""The ablation grid: runs per row, reuse of finished runs, failed rows, the results table and the CLI.
+
+The E- and Q-stages are replaced by small stand-ins (popularity metrics, taxonomy
+SIDs) so the test exercises the orchestration and the real G-stage in seconds.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from resid_lib.ablation import GRID, results_markdown, run_ablation, select_rows
+from resid_lib.errors import ConfigError, DataError
+from resid_lib.io import write_json, write_parquet
+from resid_lib.metrics import evaluate_rankings
+from resid_lib.quantize.base import dedup_codes
+from workbench.cli import main
+
+TINY = ["generate.d_model=32", "generate.d_ff=64", "generate.encoder_layers=1", "generate.decoder_layers=1",
+        "generate.epochs=1", "generate.batch_size=128", "generate.warmup_steps=5", "generate.beams=10",
+        "generate.max_items=5", "generate.eval_users=50"]
+
+
+@pytest.fixture
+def stand_in_stages(monkeypatch):
+    """Replace the encode and quantize stage modules; count their calls."""
+    calls = {"encode": 0, "quantize": 0}
+
+    def encode(ctx):
+        calls["encode"] += 1
+        method = ctx.config.encode.method
+        if method.startswith("sasrec"):
+            popular = np.argsort(-ctx.dataset.popularity, kind="stable")[:10]
+            scores = {s: evaluate_rankings(np.tile(popular, (len(ctx.split.eval_set(s)), 1)), ctx.split.eval_set(s).targets)
+                      for s in ("valid", "test")}
+            write_json(ctx.run.file("encode", "metrics.json"), {"method": method, "best_epoch": 1, **scores})
+
+    def quantize(ctx):
+        calls["quantize"] += 1
+        if ctx.config.quantize.method == "rqvae":
+            raise DataError("stand-in quantizer failure")
+        ds = ctx.dataset
+        sids = dedup_codes(np.stack([ds.codes("cat_l1"), ds.codes("cat_l3")], axis=1))[0]
+        frame = pd.DataFrame({"item_id": ds.item_ids.astype(str)})
+        for level in range(sids.shape[1]):
+            frame[f"codebook{level + 1}_id"] = sids[:, level]
+        write_parquet(ctx.run.file("quantize", "sids.parquet"), frame)
+
+    for stage, fn in (("encode", encode), ("quantize", quantize)):
+        module = types.ModuleType(f"resid_lib.{stage}.stage")
+        module.run_stage = fn
+        monkeypatch.setitem(sys.modules, f"resid_lib.{stage}.stage", module)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield calls
+    torch.set_num_threads(threads)
+
+
+def test_grid_has_the_papers_rows():
+    assert [r.name for r in GRID] == ["ReSID", "E1", "E2", "E3", "Q1", "Q2", "TIGER", "SASRec", "SASRec*"]
+    pairs = {r.name: (r.encoder, r.quantizer) for r in GRID}
+    assert pairs["ReSID"] == ("famae", "gaoq") and pairs["TIGER"] == ("text", "rqvae")
+    assert pairs["Q2"] == ("famae", "hkmeans") and pairs["SASRec*"] == ("sasrec_features", None)
+    assert select_rows(["tiger", "SASRec*"]) == [GRID[6], GRID[8]]
+    with pytest.raises(ConfigError, match="unknown ablation row 'nope'"):
+        select_rows(["nope"])
+
+
+def test_ablation_runs_reuses_and_records_failures(stand_in_stages, tiny_dataset_dir, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    table = run_ablation("demo", tiny_dataset_dir, out, only=["ReSID", "Q1", "SASRec"], overrides=TINY,
+                         progress=False, log=lambda msg: None)
+    assert table["name"].tolist() == ["ReSID", "Q1", "SASRec"]
+    assert table["status"].tolist() == ["done", "failed", "done"]
+    resid, q1, sasrec = table.to_dict("records")
+    assert 0 < resid["recall@10"] <= 1 and resid["generate_seconds"] > 0 and resid["quantizer"] == "gaoq"
+    assert "stand-in quantizer failure" in q1["error"] and np.isnan(q1["recall@10"])
+    assert pd.isna(sasrec["quantizer"]) and np.isnan(sasrec["generate_seconds"])
+    assert sasrec["recall@10"] == pytest.approx(
+        pd.read_json(out / "runs" / "sasrec" / "encode" / "metrics.json", typ="series")["test"]["recall@10"])
+    assert (out / "runs" / "resid" / "generate" / "predictions.parquet").is_file()
+    assert pd.read_parquet(out / "results.parquet").equals(table)
+    assert stand_in_stages == {"encode": 3, "quantize": 2}
+
+    # second call through the CLI: finished rows are reused, the failed one is resumed and fails again
+    code = main(["ablate", "--config", "demo", "--data", str(tiny_dataset_dir), "--out", str(out), "--quiet",
+                 "--only", "ReSID", "Q1", "SASRec", *sum((["--set", s] for s in TINY), [])])
+    assert code == 1
+    assert stand_in_stages == {"encode": 3, "quantize": 3}
+    printed = capsys.readouterr().out
+    assert "reused" in printed and "| ReSID | famae | gaoq |" in printed and "failed: DataError" in printed
+    again = pd.read_parquet(out / "results.parquet")
+    assert again.loc[0, "recall@10"] == resid["recall@10"]
+
+
+def test_a_finished_run_with_another_config_is_not_reused(stand_in_stages, tiny_dataset_dir, tmp_path):
+    out = tmp_path / "ablation"
+    run_ablation("demo", tiny_dataset_dir, out, only=["SASRec"], overrides=TINY, progress=False, log=lambda m: None)
+    table = run_ablation("demo", tiny_dataset_dir, out, only=["SASRec"], overrides=TINY + ["seed=7"],
+                         progress=False, log=lambda m: None)
+    assert table.loc[0, "status"] == "failed" and "different config" in table.loc[0, "error"]
+    assert stand_in_stages["encode"] == 1
+
+
+def test_results_markdown_lists_every_row():
+    table = pd.DataFrame([
+        {"name": "ReSID", "encoder": "famae", "quantizer": "gaoq", "status": "done", "recall@5": 0.05, "recall@10": 0.07,
+         "ndcg@5": 0.03, "ndcg@10": 0.04, "encode_seconds": 10.0, "quantize_seconds": 2.0, "generate_seconds": 30.0,
+         "run": "runs/resid", "error": None},
+        {"name": "Q1", "encoder": "famae", "quantizer": "rqvae", "status": "failed", "recall@5": None,
+         "recall@10": None, "ndcg@5": None, "ndcg@10": None, "encode_seconds": 10.0, "quantize_seconds": None,
+         "generate_seconds": None, "run": "runs/q1", "error": "DataError: bad"},
+    ])
+    lines = results_markdown(table).splitlines()
+    assert lines[2] == "| ReSID | famae | gaoq | 0.0500 | 0.0700 | 0.0300 | 0.0400 | 10 | 2 | 30 | done |"
+    assert lines[3].endswith("| - | - | - | - | 10 | - | - | failed: DataError: bad |")
