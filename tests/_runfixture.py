@@ -16,6 +16,7 @@ trained models.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,11 +137,14 @@ def _attention_sample(split, n_users: int, seed: int) -> AttentionSample:
 
 def _write_quantize(run: RunDir, X: np.ndarray, dataset: Dataset, split, branching: tuple[int, int],
                     seed: int, method: str) -> None:
+    started = time.perf_counter()
     codes = hierarchical_codes(X, branching, seed)
+    seconds = round(time.perf_counter() - started, 3)
     write_sids(run.file("quantize", "sids.parquet"), dataset.item_ids, codes)
     write_parquet(run.file("quantize", "tree.parquet"), tree_frame(codes, dataset))
     diagnostics = summarize(codes, raw_codes=codes[:, :2], codebook_sizes=list(branching), embeddings=X,
-                            histories=split.test.histories, targets=split.test.targets, extra={"method": method})
+                            histories=split.test.histories, targets=split.test.targets,
+                            extra={"method": method, "seconds": {"fit": seconds, "encode": 0.0}})
     write_json(run.file("quantize", "diagnostics.json"), diagnostics)
 
 

@@ -17,7 +17,7 @@ from resid_lib.explore.ablations import (comparison_frame, failed_rows, find_abl
                                          seconds_columns)
 from resid_lib.explore.attention import distance_table, user_heatmap, window_labels
 from resid_lib.explore.catalog import runs_table
-from resid_lib.explore.embeddings import cosine_knn, map_figure, map_frame, project_2d, sample_items
+from resid_lib.explore.embeddings import cosine_knn, map_figure, map_frame, pca, project_2d, sample_items
 from resid_lib.explore.proxy import history_long, proxy_summary, tradeoff_figure
 from resid_lib.explore.published import published_results
 from resid_lib.explore.quality import level_table, summary_table
@@ -286,3 +286,14 @@ def test_ablation_results_beside_published_numbers(runs, tmp_path):
     pd.DataFrame({"point": [0], "status": ["ok"]}).to_parquet(tmp_path / "results.parquet")
     with pytest.raises(RunDirError, match="no metric columns"):
         read_ablation(tmp_path)
+
+
+def test_pca_matches_an_svd_in_both_shapes():
+    rng = np.random.default_rng(2)
+    for shape in ((50, 8), (6, 30)):
+        X = rng.normal(size=shape)
+        centered = X - X.mean(axis=0)
+        u, s, _ = np.linalg.svd(centered, full_matrices=False)
+        expected = u[:, :3] * s[:3]
+        ours = pca(X, 3)
+        assert np.abs(ours) == pytest.approx(np.abs(expected), abs=1e-8)  # axes are defined up to sign

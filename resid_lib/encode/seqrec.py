@@ -41,6 +41,8 @@ from .config import EncodeConfig
 
 SCORE_BATCH = 1024
 """Users scored at once during evaluation."""
+BUCKET_POOL = 50
+"""Batches per pool of similar-length training rows (see :func:`length_buckets`)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,27 @@ def to_tokens(windows: np.ndarray) -> np.ndarray:
     return np.where(windows == PAD, 0, windows + 1)
 
 
+def length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                   pool_batches: int = BUCKET_POOL) -> list[np.ndarray]:
+    """Shuffled batches of row indices whose rows have similar lengths.
+
+    Rows are shuffled, cut into pools of ``pool_batches`` batches, sorted by length
+    inside each pool and batched; the batch order is then shuffled. Batches of short
+    sequences crop to a few columns, which saves most of the work on sparse data.
+
+    Args:
+        lengths: (n,) non-padding length of every row.
+    """
+    order = rng.permutation(len(lengths))
+    pool = batch_size * pool_batches
+    batches = []
+    for lo in range(0, len(order), pool):
+        part = order[lo:lo + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def crop_left(*arrays: np.ndarray) -> list[np.ndarray]:
     """Drop the leading columns that are padding in every row of the first array."""
     filled = (arrays[0] != 0).any(axis=0)
@@ -320,10 +343,8 @@ class SequentialRecommender(Recommender):
 
     def _epoch_batches(self, examples: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(inputs, targets) batches of one epoch: token ids and target item indices (PAD = no loss)."""
-        order = rng.permutation(len(examples))
         inputs, targets = self._epoch_examples(examples, rng)
-        for lo in range(0, len(order), self.settings.batch_size):
-            rows = order[lo:lo + self.settings.batch_size]
+        for rows in length_buckets((inputs != 0).sum(axis=1), self.settings.batch_size, rng):
             yield inputs[rows], targets[rows]
 
     @abstractmethod
@@ -354,7 +375,12 @@ class SequentialRecommender(Recommender):
         """(n, k) item indices ranked over all items, best first."""
         if len(eval_set) == 0:
             return np.zeros((0, k), dtype=np.int64)
-        return np.concatenate([top_k(s, k) for s in self.scores(eval_set.histories)])
+        # score users sorted by history length so that each batch crops to few columns
+        order = np.argsort([len(h) for h in eval_set.histories], kind="stable")
+        ranked = np.concatenate([top_k(s, k) for s in self.scores([eval_set.histories[i] for i in order])])
+        out = np.empty_like(ranked)
+        out[order] = ranked
+        return out
 
     def _evaluate(self, eval_set: EvalSet) -> dict[str, float]:
         return evaluate_rankings(self.recommend(eval_set, 10), eval_set.targets)

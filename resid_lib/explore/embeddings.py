@@ -14,6 +14,7 @@ from ..quantize.base import check_embeddings
 
 Projection = Literal["umap", "pca"]
 PCA_DIMS_BEFORE_UMAP = 50
+UMAP_EPOCHS = 200  # umap-learn's choice for large inputs; enough for a picture, 2.5x faster than its 500
 MAX_LEGEND_VALUES = 20
 
 
@@ -27,10 +28,18 @@ def sample_items(n_items: int, max_items: int, seed: int = 0) -> np.ndarray:
 
 
 def pca(X: np.ndarray, n_components: int) -> np.ndarray:
-    """(n, k) coordinates on the top ``k`` principal axes of ``X`` (n, d)."""
+    """(n, k) coordinates of ``X`` (n, d) on its top ``k`` principal axes.
+
+    Eigen-decomposes the smaller of the (d, d) covariance and the (n, n) Gram
+    matrix, which is much cheaper than an SVD of ``X`` when n >> d or d >> n.
+    """
     centered = X - X.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centered, full_matrices=False)
-    return centered @ vt[:n_components].T
+    k = min(n_components, *centered.shape)
+    if centered.shape[1] <= centered.shape[0]:
+        _, vectors = np.linalg.eigh(centered.T @ centered)
+        return centered @ vectors[:, ::-1][:, :k]
+    values, vectors = np.linalg.eigh(centered @ centered.T)
+    return vectors[:, ::-1][:, :k] * np.sqrt(np.maximum(values[::-1][:k], 0.0))
 
 
 def cosine_knn(X: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +67,8 @@ def cosine_knn(X: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np
 def project_2d(X, *, method: Projection = "umap", n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     """(n, 2) map of the rows of ``X`` (n, d).
 
-    UMAP (cosine metric) runs on the top 50 principal components; PCA is the fast,
-    linear alternative. Both are deterministic for a given ``seed``.
+    UMAP (cosine metric, exact neighbours) runs on the top 50 principal components;
+    PCA is the fast, linear alternative. Both are deterministic for a given ``seed``.
     """
     X = check_embeddings(X, name="item embeddings").astype(np.float64)
     if len(X) < 3:
@@ -73,7 +82,7 @@ def project_2d(X, *, method: Projection = "umap", n_neighbors: int = 15, seed: i
         k = min(n_neighbors, len(X) - 1)
         knn = cosine_knn(reduced, k)
         reducer = umap.UMAP(n_components=2, n_neighbors=k, metric="cosine", precomputed_knn=(*knn, None),
-                            random_state=seed, init="spectral" if len(X) > 10 else "random")
+                            n_epochs=UMAP_EPOCHS, random_state=seed, init="spectral" if len(X) > 10 else "random")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             coords = reducer.fit_transform(reduced)

@@ -22,7 +22,7 @@ LEVEL_MEASURES = {
     "prefix_share": "history items sharing the target's prefix",
 }
 SUMMARY_COLUMNS = ("n_items", "sid_length", "collision_rate", "collided_items", "largest_collision_group",
-                   "directional_coherence", "reconstruction_error")
+                   "directional_coherence", "reconstruction_error", "fit_seconds")
 
 
 def level_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
@@ -44,12 +44,14 @@ def level_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
 
 
 def summary_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
-    """One row per run: size, collisions before dedup, directional coherence, reconstruction error."""
+    """One row per run: quantizer, size, collisions before dedup, directional coherence, reconstruction
+    error and the quantizer's fitting time (NaN where absent)."""
     rows = []
     for run, diag in diagnostics.items():
         collisions = diag.get("collisions") or {}
         rows.append({
             "run": run,
+            "method": diag.get("method"),
             "n_items": diag.get("n_items"),
             "sid_length": diag.get("sid_length"),
             "collision_rate": collisions.get("rate"),
@@ -57,8 +59,9 @@ def summary_table(diagnostics: dict[str, dict]) -> pd.DataFrame:
             "largest_collision_group": collisions.get("max_group"),
             "directional_coherence": diag.get("directional_coherence"),
             "reconstruction_error": diag.get("reconstruction_error"),
+            "fit_seconds": (diag.get("seconds") or {}).get("fit"),
         })
-    frame = pd.DataFrame(rows, columns=["run", *SUMMARY_COLUMNS])
+    frame = pd.DataFrame(rows, columns=["run", "method", *SUMMARY_COLUMNS])
     frame[list(SUMMARY_COLUMNS)] = frame[list(SUMMARY_COLUMNS)].apply(pd.to_numeric, errors="coerce")
     return frame
 
