@@ -160,3 +160,26 @@ def test_ablation_chart_adds_published_numbers_on_request(runs):
     assert "RPG (OPQ, long SIDs)" in with_published and "RPG (OPQ, long SIDs)" not in without
     at.selectbox(key="abl_metric").set_value("ndcg@5").run()
     assert not at.exception
+
+
+# ------------------------------------------------------------------------- workbench app
+def test_app_command_arguments_and_busy_port(tmp_path):
+    import argparse
+    import socket
+
+    from resid_lib.errors import WorkbenchError
+    from workbench.commands import app as app_command
+
+    parser = argparse.ArgumentParser()
+    app_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["app", "--runs", str(tmp_path), "--port", "8999", "--headless"])
+    assert (args.runs, args.port, args.headless, args.func) == (tmp_path, 8999, True, app_command._app)
+    assert parser.parse_args(["app"]).runs == Path("runs")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert not app_command.port_is_free(port)
+        assert app_command.free_port(port) > port
+        with pytest.raises(WorkbenchError, match=f"port {port} on localhost is in use"):
+            app_command.launch(tmp_path, port)

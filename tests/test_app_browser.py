@@ -65,10 +65,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def page(server):
+    """One browser tab on the app; tests move between pages with the sidebar, as a user does."""
     with playwright_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
+        tab = chromium.new_page(viewport={"width": 1400, "height": 900})
+        tab.goto(server, wait_until="domcontentloaded")
+        yield tab
         chromium.close()
 
 
@@ -80,13 +83,15 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def wait_rendered(page, timeout_s: float = 150.0) -> None:
-    """Wait until the page's script run has finished and every plotly chart has drawn."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"] h1', timeout=timeout_s * 1000)
+def wait_rendered(page, title: str, timeout_s: float = 150.0) -> None:
+    """Wait until the page shows ``title``, its script run has finished and every plotly chart has drawn."""
+    page.wait_for_function("title => document.querySelector('h1')?.innerText.trim() === title", arg=title,
+                           timeout=timeout_s * 1000)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000)
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
                  .every(chart => chart.querySelector('.main-svg'))""", timeout=timeout_s * 1000)
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(800)
 
 
 def screenshot(page, target: Path) -> None:
@@ -96,22 +101,19 @@ def screenshot(page, target: Path) -> None:
         return Math.max(main.scrollHeight, document.body.scrollHeight);
     }""")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 12_000)})
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(600)
     page.screenshot(path=str(target), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
 
 
 @pytest.mark.parametrize("path, title", list(PAGES.items()), ids=[p or "runs" for p in PAGES])
-def test_page_renders_in_chromium(server, browser, shots, path, title):
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    try:
-        page.goto(f"{server}/{path}", wait_until="domcontentloaded")
-        wait_rendered(page)
-        target = shots / f"{path or 'runs'}.png"
-        screenshot(page, target)
-        assert target.stat().st_size > 10_000
-        assert page.locator("h1").first.inner_text().strip() == title
-        exceptions = page.locator('[data-testid="stException"]')
-        assert exceptions.count() == 0, exceptions.first.inner_text()
-        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
-    finally:
-        page.close()
+def test_page_renders_in_chromium(page, shots, path, title):
+    page.locator('[data-testid="stSidebarNavLink"]', has=page.get_by_text(title, exact=True)).click()
+    wait_rendered(page, title)
+    target = shots / f"{path or 'runs'}.png"
+    screenshot(page, target)
+    assert target.stat().st_size > 10_000
+    assert page.url.rstrip("/").endswith(path) or not path
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1

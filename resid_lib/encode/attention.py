@@ -50,7 +50,8 @@ class AttentionSample:
     def load(cls, path: str | Path) -> "AttentionSample":
         path = Path(path)
         if not path.is_file():
-            raise RunDirError(f"{path}: no attention sample (only FAMAE runs with encode.famae.attention_users > 0 write one)")
+            raise RunDirError(f"{path}: no attention sample "
+                              "(only FAMAE runs with encode.famae.attention_users > 0 write one)")
         with np.load(path) as data:
             return cls(weights=data["weights"], items=data["items"], users=data["users"])
 

@@ -89,7 +89,9 @@ class EncodeConfig:
     weight_decay: float = 1e-5
     batch_size: int = 512
     epochs: int = 30
+    """Most training epochs (early stopping may end training sooner)."""
     patience: int = 3
+    """Epochs without improvement of the monitored metric before stopping (0 = never stop early)."""
     eval_users: int = 0
     """Cap on validation users scored each epoch (0 = all)."""
     famae: FamaeConfig = field(default_factory=FamaeConfig)

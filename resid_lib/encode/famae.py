@@ -333,12 +333,14 @@ class FamaeEncoder(Encoder):
         vocab_sizes = [dataset.n_items] + [dataset.cardinality(f) for f in self.fields[1:]]
         windows = sliding_windows(split.train, cfg.max_len)
         if len(windows) == 0:
-            raise DataError(f"dataset {dataset.name!r}: no training windows (every training prefix has fewer than 2 items)")
+            raise DataError(f"dataset {dataset.name!r}: no training windows "
+                            "(every training prefix has fewer than 2 items)")
         valid = split.valid.subset(cfg.eval_users, self.seed) if cfg.eval_users else split.valid
 
         torch.manual_seed(self.seed)
         model = FamaeModel(torch.as_tensor(codes), vocab_sizes, max_len=cfg.max_len, d_model=cfg.d_model,
-                           n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff, dropout=cfg.dropout).to(self.device)
+                           n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff, dropout=cfg.dropout)
+        model.to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
         scheduler = cosine_schedule(optimizer, cfg.epochs * steps_per_epoch)

@@ -250,6 +250,7 @@ class SequentialRecommender(Recommender):
         super().__init__(cfg, seed=seed, device=device, progress=progress)
         self.settings = SeqRecSettings.from_config(cfg)
         self.model: SequenceTransformer | None = None
+        self.n_items = 0
         self.fields: list[str] = []
         self.best_epoch = -1
         self.valid_metrics: dict[str, float] = {}
@@ -274,6 +275,7 @@ class SequentialRecommender(Recommender):
         """Train with validation Recall@10 model selection, then score valid and test with the best model."""
         s = self.settings
         self.n_items = dataset.n_items
+        self.history = []
         self.model = self.build(dataset)
         examples = self._prepare(split.train)
         steps_per_epoch = math.ceil(len(examples) / s.batch_size)
@@ -293,9 +295,7 @@ class SequentialRecommender(Recommender):
             best_state, self.history = ckpt.best_model, list(ckpt.history)
             start, finished = ckpt.epoch + 1, ckpt.extra.get("finished", False)
 
-        for epoch in range(start, s.epochs):
-            if finished:
-                break
+        for epoch in range(start, s.epochs if not finished else start):
             t0 = time.perf_counter()
             loss = self._run_epoch(examples, epoch, optimizer, scheduler)
             valid = self._evaluate(monitor)

@@ -66,11 +66,12 @@ def seconds_columns(results: pd.DataFrame) -> list[str]:
 
 
 def comparison_frame(results: pd.DataFrame, published: pd.DataFrame | None, metric: str) -> pd.DataFrame:
-    """``name, value, source`` for one metric: this ablation's rows, then the published ones."""
+    """``name, value, source`` for one metric: this ablation's rows, then the published ones
+    (named ``METHOD · published`` so that a method in both keeps two bars)."""
     own = pd.DataFrame({"name": results["name"].astype(str), "value": results[metric], "source": "this ablation"})
     if published is None or metric not in published.columns:
         return own.reset_index(drop=True)
-    other = pd.DataFrame({"name": published["method"], "value": published[metric],
+    other = pd.DataFrame({"name": published["method"] + " · published", "value": published[metric],
                           "source": "published: " + published["source"]})
     return pd.concat([own, other], ignore_index=True)
 

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from ..data.split import PAD
 from ..encode.attention import AttentionSample
+from .palette import RUN_PALETTE
 
 
 def distance_table(sample: AttentionSample) -> pd.DataFrame:
@@ -46,10 +47,11 @@ def distance_figure(table: pd.DataFrame, *, per_head: bool = False, max_distance
     fig = go.Figure()
     keys = ["layer", "head"] if per_head else ["layer"]
     grouped = table.groupby(keys + ["distance"], as_index=False)["weight"].mean()
-    for key, rows in grouped.groupby(keys):
+    for i, (key, rows) in enumerate(grouped.groupby(keys)):
         key = key if isinstance(key, tuple) else (key,)
         name = f"layer {key[0]}" + (f" head {key[1]}" if per_head else " (mean of heads)")
-        fig.add_scatter(x=rows["distance"], y=rows["weight"], mode="lines+markers", name=name)
+        fig.add_scatter(x=rows["distance"], y=rows["weight"], mode="lines+markers", name=name,
+                        line={"color": RUN_PALETTE[i % len(RUN_PALETTE)]})
     base = table.groupby("distance", as_index=False)["uniform"].first()
     fig.add_scatter(x=base["distance"], y=base["uniform"], mode="lines", name="uniform over the window",
                     line={"dash": "dash", "color": "grey"})

@@ -78,6 +78,8 @@ def history_figure(long: pd.DataFrame, measure: str, best_epochs: dict[str, floa
                             showlegend=False, marker={"symbol": "star", "size": 15, "color": color})
     fig.update_layout(height=height, xaxis_title="epoch", yaxis_title=PROXY_MEASURES.get(measure, measure),
                       margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    if len(rows) and rows["epoch"].max() <= 20:
+        fig.update_xaxes(dtick=1)  # whole epochs only
     return fig
 
 

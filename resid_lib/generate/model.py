@@ -21,6 +21,7 @@ the decoder, none in cross-attention).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,14 @@ def resolve_precision(device: torch.device | str, precision: str = "auto") -> st
     if precision == "auto":
         return "bf16" if bf16_is_fast(torch.device(device)) else "fp32"
     return precision
+
+
+def inference_copy(model: "SIDGenerator", precision: str = "auto") -> "SIDGenerator":
+    """The model in eval mode for decoding: itself in float32, or a bfloat16 copy (weights cast once)."""
+    device = next(model.parameters()).device
+    if resolve_precision(device, precision) == "fp32":
+        return model.eval()
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -148,12 +157,16 @@ class Attention(nn.Module):
         """Projected keys and values of ``x`` (B, N, d), each (B, heads, N, d_head)."""
         return self.split(self.k(x)), self.split(self.v(x))
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """Queries from ``x`` (B, Q, d) attend to ``k, v`` (B, heads, K, d_head); ``bias`` broadcasts to (B, heads, Q, K)."""
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Queries from ``x`` (B, Q, d) attend to ``k, v`` (B, heads, K, d_head); ``bias`` broadcasts to (B, heads, Q, K).
+
+        Written out (softmax in float32) rather than fused: for the short sequences of SID
+        histories and beams this is faster on CPU than the fused kernels, and as fast on GPU.
+        """
         q = self.split(self.q(x))
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
-        return self.out(y.transpose(1, 2).flatten(-2))
+        scores = (q @ k.transpose(-1, -2)) * self.d_head ** -0.5 + bias
+        weights = F.dropout(torch.softmax(scores.float(), dim=-1), self.dropout, self.training).to(v.dtype)
+        return self.out((weights @ v).transpose(1, 2).flatten(-2))
 
 
     def forward_single(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -255,13 +268,9 @@ class DecodeState:
     def reorder(self, parent: torch.Tensor) -> None:
         """Keep the caches of the beams each new beam came from; ``parent`` (B, W_new) indexes the old beams."""
         b, w_new = parent.shape
-        reordered = []
-        for k, v in self.past:
-            idx = parent.reshape(b, w_new, 1, 1, 1).expand(b, w_new, *k.shape[1:])
-            k = k.reshape(b, self.beams, *k.shape[1:]).gather(1, idx).flatten(0, 1)
-            v = v.reshape(b, self.beams, *v.shape[1:]).gather(1, idx).flatten(0, 1)
-            reordered.append((k, v))
-        self.past, self.beams = reordered, w_new
+        rows = (parent + torch.arange(b, device=parent.device)[:, None] * self.beams).flatten()
+        self.past = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.past]
+        self.beams = w_new
 
 
 class SIDGenerator(nn.Module):
@@ -364,7 +373,7 @@ class SIDGenerator(nn.Module):
             x, kv = layer.step(x, self_bias, state.past[i] if state.past else None, state.memory_kv[i], state.memory_bias)
             past.append(kv)
         state.past, state.length = past, t + 1
-        return F.log_softmax(self.level_logits(self.decoder_norm(x), t), dim=-1)
+        return F.log_softmax(self.level_logits(self.decoder_norm(x), t).float(), dim=-1)
 
     # --------------------------------------------------------- persistence
     def save(self, path: str | Path, **extra) -> None:

@@ -17,7 +17,7 @@ from ..metrics import evaluate_rankings
 from ..train import progress as progress_bar
 from .beam import beam_search
 from .data import SIDTokenizer, history_matrix
-from .model import SIDGenerator, autocast
+from .model import SIDGenerator, inference_copy
 from .trie import SIDTrie
 
 
@@ -45,7 +45,7 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
     """Top-``top_k`` items for each history by trie-constrained beam search (``precision``: see :func:`autocast`)."""
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    decoder = inference_copy(model, precision)
     trie = trie.to(device)
     items = history_matrix(histories, max_items)
     lengths = (items >= 0).sum(axis=1)
@@ -57,8 +57,7 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in progress_bar(batches, desc=desc, enabled=progress):
         src = tokenizer.histories(items[idx]).to(device)
-        with autocast(device, precision):
-            result = beam_search(model, trie, src, beams=beams, top_k=top_k)
+        result = beam_search(decoder, trie, src, beams=beams, top_k=top_k)
         got, codes, score = result.items, result.codes, result.scores
         present = torch.isfinite(score)
         real = got >= 0

@@ -39,6 +39,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 
+#: nearest clusters tried first when a row looks for its cheapest other cluster
+_CANDIDATES = 8
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
@@ -52,6 +54,9 @@ _TOL = 1e-4
 #: ... or the within-cluster sum of squares improved by less than this fraction
 _RTOL = 1e-4
 STEPS=[]
+DEBUG=False
+import time
+T0=0
 SSE=[]
 
 
@@ -273,6 +278,7 @@ def _lloyd(
         C = new_C
         sse = base.index_add(0, prob, D.gather(1, labels[:, None]).squeeze(1).double())
         SSE.append(float(sse.sum()))
+        if DEBUG: print('iter', it, 'steps', STEPS[-1] if balanced else 0, 'sse', float(sse.sum()), 'time', time.time()-T0, flush=True)
         stalled = prev_sse - sse <= _RTOL * sse
         prev_sse = sse
         if bool(((shift <= tol) | stalled).all()) and (not balanced or rel_eps <= _EPS_FINAL):
@@ -323,35 +329,112 @@ def _balanced_assign(
     Returns:
         labels (N,) with every problem's cluster sizes equal to its capacities, and the prices.
     """
-    P, k = prices.shape
-    if k == 1:
+    if prices.shape[1] == 1:
         return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
-    top = (D + prices[prob]).topk(2, dim=1, largest=False)
-    labels, cur = top.indices[:, 0], top.values[:, 0]
-    alt_idx, alt_val = top.indices[:, 1].contiguous(), top.values[:, 1].contiguous()
-    labels, cur = labels.contiguous(), cur.contiguous()
-    del top
-    gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, alt_val - cur) / lengths
-    eps = rel_eps * gap + 1e-12
-    sizes = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
-    caps = _capacities(sizes, lengths)
-    _push_excess(D, prob, caps, prices, eps, labels, cur, alt_idx, alt_val, sizes)
-    return labels, prices
+    market = _Market(D, prob, lengths, prices, rel_eps)
+    market.clear()
+    return market.labels, prices
 
 
-def _refresh_alt(
-    D: torch.Tensor,
-    prob: torch.Tensor,
-    prices: torch.Tensor,
-    labels: torch.Tensor,
-    alt_idx: torch.Tensor,
-    alt_val: torch.Tensor,
-    rows: torch.Tensor,
-) -> None:
-    """Recompute the best other cluster (and its price-adjusted cost) of ``rows``, in place."""
-    c = D[rows] + prices[prob[rows]]
-    c[torch.arange(rows.numel(), device=D.device), labels[rows]] = float("inf")
-    alt_val[rows], alt_idx[rows] = c.min(1)
+class _Market:
+    """State of one balanced assignment: rows, clusters with capacities, and cluster prices.
+
+    Each row keeps ``cur`` (price-adjusted cost in its cluster) and ``alt_idx``/``alt_val``
+    (its cheapest other cluster). Raising a price can only make other rows' ``alt_val`` too
+    low, never too high, so rows whose next-best cluster was raised are only flagged
+    ``stale`` and recomputed when their value matters. Recomputing looks at the row's
+    ``_CANDIDATES`` nearest clusters first; the answer is exact when it beats the bound
+    "next nearest distance + lowest price", else the full row is scanned.
+    """
+
+    def __init__(self, D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float):
+        P, k = prices.shape
+        self.D, self.prob, self.prices, self.k = D, prob, prices, k
+        top = (D + prices[prob]).topk(2, dim=1, largest=False)
+        self.labels, self.cur = top.indices[:, 0].contiguous(), top.values[:, 0].contiguous()
+        self.alt_idx, self.alt_val = top.indices[:, 1].contiguous(), top.values[:, 1].contiguous()
+        del top
+        gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, self.alt_val - self.cur)
+        self.eps = rel_eps * gap / lengths + 1e-12  # (P,)
+        self.group = prob * k + self.labels  # (N,) flat cluster id of every row
+        self.sizes = torch.bincount(self.group, minlength=P * k)  # (P * k,)
+        self.caps = _capacities(self.sizes.reshape(P, k), lengths).reshape(-1)
+        self.stale = torch.zeros_like(self.labels, dtype=torch.bool)
+        t = min(k, _CANDIDATES)
+        near = D.topk(min(k, t + 1), dim=1, largest=False)
+        self.cand_idx, self.cand_d = near.indices[:, :t].contiguous(), near.values[:, :t].contiguous()
+        self.beyond = near.values[:, t] if k > t else torch.full_like(D[:, 0], float("inf"))
+
+    def refresh(self, rows: torch.Tensor) -> None:
+        """Recompute the cheapest other cluster of ``rows`` at the current prices."""
+        if rows.numel() == 0:
+            return
+        prices = self.prices[self.prob[rows]]  # (r, k)
+        idx = self.cand_idx[rows]
+        c = self.cand_d[rows] + prices.gather(1, idx)
+        c[idx == self.labels[rows, None]] = float("inf")
+        val, pos = c.min(1)
+        best = idx.gather(1, pos[:, None]).squeeze(1)
+        unsure = (val > self.beyond[rows] + prices.min(1).values).nonzero().squeeze(1)
+        if unsure.numel():
+            full = self.D[rows[unsure]] + prices[unsure]
+            full[torch.arange(unsure.numel(), device=full.device), self.labels[rows[unsure]]] = float("inf")
+            val[unsure], best[unsure] = full.min(1)
+        self.alt_val[rows], self.alt_idx[rows] = val, best
+        self.stale[rows] = False
+
+    def clear(self) -> None:
+        """Raise prices of over-full clusters until every cluster is exactly at capacity.
+
+        Every step raises the price of every over-full cluster past the switching cost
+        ``alt_val - cur`` of its ``excess``-th cheapest member (plus ``eps``, halfway to the
+        next member), and those members move to their cheapest other cluster at the new
+        prices unless that one rose too and staying became cheaper. Every row stays within
+        ``eps`` of its cheapest cluster and prices only rise, so the loop ends eps-optimal.
+        """
+        k, device = self.k, self.D.device
+        for _ in range(_MAX_PRICE_STEPS):
+            over = self.sizes - self.caps  # (P * k,)
+            if int(over.max()) <= 0:
+                STEPS.append(_)
+                return
+            members, delta, key, starts = self._cheapest_members(over)
+            full = (over > 0).nonzero().squeeze(1)
+            last = delta[starts[full] + over[full] - 1]
+            nxt = delta[starts[full] + over[full]]  # exists: a cluster holds at least cap >= 1 more rows
+            inc = torch.zeros_like(self.prices).view(-1)
+            inc[full] = last + torch.maximum(self.eps[full // k], (nxt - last) / 2)
+            self.prices.view(-1).add_(inc)
+            self.cur[members] += inc[key]
+            self.stale |= inc[self.prob * k + self.alt_idx] > 0
+            # leavers go to their cheapest other cluster at the new prices, unless staying is cheaper
+            leavers = members[torch.arange(members.numel(), device=device) - starts[key] < over[key]]
+            self.refresh(leavers)
+            go = self.alt_val[leavers] <= self.cur[leavers] + self.eps[self.prob[leavers]]
+            movers = leavers[go]
+            old = self.group[movers]
+            self.labels[movers] = self.alt_idx[movers]
+            self.group[movers] = self.prob[movers] * k + self.labels[movers]
+            self.cur[movers] = self.alt_val[movers]
+            self.stale[movers] = True
+            self.sizes.index_add_(0, old, torch.full_like(old, -1))
+            self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
+        raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
+
+    def _cheapest_members(self, over: torch.Tensor):
+        """Members of over-full clusters sorted by (cluster, switching cost), all fresh.
+
+        Returns members, their switching costs, their flat cluster ids and each cluster's
+        first position in that order (P * k,).
+        """
+        members = (over[self.group] > 0).nonzero().squeeze(1)
+        self.refresh(members[self.stale[members]])
+        key = self.group[members]
+        delta = self.alt_val[members] - self.cur[members]
+        span = 2 * float(delta.abs().max()) + 1
+        order = (key * span + delta).argsort()
+        counts = torch.bincount(key, minlength=over.numel())
+        return members[order], delta[order], key[order], torch.cumsum(counts, 0) - counts
 
 
 def _capacities(sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -362,72 +445,3 @@ def _capacities(sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     order = sizes.argsort(dim=1, descending=True, stable=True)
     rank.scatter_(1, order, torch.arange(k, device=sizes.device).expand(P, k).contiguous())
     return q[:, None] + (rank < r[:, None]).long()
-
-
-def _push_excess(
-    D: torch.Tensor,
-    prob: torch.Tensor,
-    caps: torch.Tensor,
-    prices: torch.Tensor,
-    eps: torch.Tensor,
-    labels: torch.Tensor,
-    cur: torch.Tensor,
-    alt_idx: torch.Tensor,
-    alt_val: torch.Tensor,
-    sizes: torch.Tensor,
-) -> None:
-    """Raise prices of over-full clusters until every cluster is at capacity (updates arguments in place).
-
-    ``cur`` is each row's price-adjusted cost in its cluster, ``alt_idx``/``alt_val`` its best other
-    cluster and that cost. Every step raises the price of every over-full cluster past the
-    switching cost of its ``excess``-th cheapest member (plus ``eps``, halfway to the next one),
-    and those members move to their best other cluster at the new prices unless that one rose
-    so much that staying is cheaper. Every row keeps a cost within ``eps`` of its cheapest
-    cluster throughout, and prices only rise, so the loop ends at an eps-optimal assignment.
-    """
-    P, k = prices.shape
-    device = D.device
-    flat_prices = prices.view(-1)
-    eps_row = eps[prob]
-    group = prob * k + labels  # (N,) flat cluster id of every row
-    stale = torch.zeros_like(labels, dtype=torch.bool)  # rows whose alt_* may be out of date
-    for _ in range(_MAX_PRICE_STEPS):
-        over = (sizes - caps).view(-1)  # (P * k,)
-        if int(over.max()) <= 0:
-            STEPS.append(_)
-            return
-        members = (over[group] > 0).nonzero().squeeze(1)
-        _refresh_alt(D, prob, prices, labels, alt_idx, alt_val, members[stale[members]])
-        stale[members] = False
-        delta = alt_val[members] - cur[members]
-        key = group[members]
-        # sort members by (cluster, switching cost) with one sort on a composite key
-        span = 2 * float(delta.abs().max()) + 1
-        order = (key * span + delta).argsort()
-        members, delta, key = members[order], delta[order], key[order]
-        counts = torch.bincount(key, minlength=P * k)
-        starts = torch.cumsum(counts, 0) - counts
-        leave = torch.arange(members.numel(), device=device) - starts[key] < over[key]
-        full = (over > 0).nonzero().squeeze(1)
-        last = delta[starts[full] + over[full] - 1]
-        nxt = delta[starts[full] + over[full]]  # exists: a cluster holds at least cap >= 1 more rows
-        inc = torch.zeros(P * k, dtype=torch.float64, device=device)
-        inc[full] = last + torch.maximum(eps[full // k], (nxt - last) / 2)
-        flat_prices += inc
-        cur[members] += inc[key]
-        stale |= inc[prob * k + alt_idx] > 0
-        # leavers go to their cheapest other cluster at the new prices, unless staying is cheaper
-        leavers = members[leave]
-        _refresh_alt(D, prob, prices, labels, alt_idx, alt_val, leavers)
-        stale[leavers] = False
-        go = alt_val[leavers] <= cur[leavers] + eps_row[leavers]
-        movers = leavers[go]
-        old = group[movers]
-        labels[movers] = alt_idx[movers]
-        group[movers] = prob[movers] * k + labels[movers]
-        cur[movers] = alt_val[movers]
-        stale[movers] = True
-        flat_sizes = sizes.view(-1)
-        flat_sizes.index_add_(0, old, torch.full_like(old, -1))
-        flat_sizes.index_add_(0, group[movers], torch.ones_like(old))
-    raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
