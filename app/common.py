@@ -45,8 +45,8 @@ def page_errors() -> Iterator[None]:
         st.error(str(exc))
 
 
-def root_sidebar() -> Path:
-    """The runs-root box in the sidebar (default: ``$RESID_RUNS`` or ``runs``)."""
+def root_sidebar() -> None:
+    """The runs-root box in the sidebar (default: ``$RESID_RUNS`` or ``runs``) and what it holds."""
     if ROOT_KEY not in st.session_state:
         st.session_state[ROOT_KEY] = os.environ.get(RUNS_ENV, "runs")
     text = st.sidebar.text_input("Runs root", key=ROOT_KEY, help="Folder searched for run directories (run.json)")
@@ -55,8 +55,7 @@ def root_sidebar() -> Path:
     st.sidebar.caption(f"{len(runs)} run(s) under {root}" if root.is_dir() else f"{root} does not exist")
     chosen = compared_paths()
     if chosen:
-        st.sidebar.caption("Comparing: " + ", ".join(Path(p).name for p in chosen))
-    return root
+        st.sidebar.caption("Comparing: " + ", ".join(run_label(p) for p in chosen))
 
 
 def runs_root() -> Path:
@@ -101,6 +100,7 @@ def run_view(path: str) -> artifacts.RunView:
 
 
 def run_label(path: str) -> str:
+    """``relative/path (encode+quantize)``: how pickers, tables and legends name a run."""
     root = runs_root()
     p = Path(path)
     rel = p.relative_to(root) if p.is_relative_to(root) else p
@@ -109,13 +109,13 @@ def run_label(path: str) -> str:
     return f"{rel} ({methods})"
 
 
-def pick_run(label: str, key: str, artifact: str, paths: list[str] | None = None) -> artifacts.RunView | None:
-    """A run chosen in a select box; runs holding ``artifact`` are listed first.
+def pick_run(label: str, key: str, artifact: str) -> artifacts.RunView | None:
+    """One of the offered runs (:func:`candidate_paths`) in a select box; runs holding ``artifact`` first.
 
     Returns None (after showing a message) when there is no run at all or the chosen
     run lacks the artifact.
     """
-    paths = candidate_paths() if paths is None else paths
+    paths = candidate_paths()
     if not paths:
         no_runs_message()
         return None
@@ -159,7 +159,8 @@ def dataset(view: artifacts.RunView) -> Dataset | None:
     if view.dataset_path is None:
         return None
     folder = view.dataset_path
-    stamp = sum(artifacts.artifact_stamp(folder / name) for name in ("schema.json", "items.parquet", "interactions.parquet"))
+    files = ("schema.json", "items.parquet", "interactions.parquet")
+    stamp = sum(artifacts.artifact_stamp(folder / name) for name in files)
     return _dataset(str(folder), view.fingerprint or "", stamp)
 
 

@@ -77,7 +77,8 @@ def build_runs_root(root: Path) -> Path:
 
 
 def field_embeddings(dataset: Dataset, seed: int) -> np.ndarray:
-    """(n_items, J * FIELD_DIM) float32: concatenated per-field vectors (item id + categorical fields), as FAMAE hands over."""
+    """(n_items, J * FIELD_DIM) float32: concatenated per-field vectors (item id + categorical fields),
+    the shape FAMAE hands to the Q-stage."""
     rng = np.random.default_rng(seed)
     parts = [rng.normal(size=(dataset.n_items, FIELD_DIM))]
     for name in dataset.categorical_fields:

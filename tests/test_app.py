@@ -79,7 +79,8 @@ def test_runs_page_lists_runs_and_stores_the_comparison(runs):
     at.multiselect(key="runs_compare_widget").set_value(picked).run()
     assert at.session_state["compare_runs"] == picked
     at.switch_page("pages/sid_tree.py").run()
-    assert sorted(at.selectbox(key="tree_run").options) == sorted(["famae-gaoq (famae+gaoq)", "famae-hkmeans (famae+hkmeans)"])
+    offered = at.selectbox(key="tree_run").options
+    assert sorted(offered) == ["famae-gaoq (famae+gaoq)", "famae-hkmeans (famae+hkmeans)"]
     at.switch_page("pages/runs.py").run()
     assert at.multiselect(key="runs_compare_widget").value == picked
 

@@ -1,8 +1,9 @@
 """Every app page in a real browser: headless Chromium (the system package) driven by Playwright.
 
-Starts the app with ``workbench.commands.app.launch`` (what ``workbench app`` runs) on a tiny generated runs root, loads each page, checks it
-rendered its title and no exception, and saves a full-page screenshot under the
-test's temporary folder (or ``$RESID_SCREENSHOTS`` when set).
+Starts the app with ``workbench.commands.app.launch`` (what ``workbench app`` runs) on
+a tiny generated runs root, visits each page through the sidebar, checks that it
+rendered its title, its charts and no exception, and saves a full-page screenshot
+under the test's temporary folder (or ``$RESID_SCREENSHOTS`` when set).
 
 Needs ``apt-get install -y chromium`` and ``pip install playwright``; skipped otherwise.
 """
@@ -22,7 +23,8 @@ from _runfixture import build_runs_root
 from workbench.commands.app import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install -y chromium)")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,14 +42,16 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    runs = build_runs_root(tmp_path_factory.mktemp("browser_runs"))
+    folder = tmp_path_factory.mktemp("browser")
+    runs = build_runs_root(folder)
     port = free_port(8600)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     launch = f"from workbench.commands.app import launch; launch({str(runs)!r}, {port}, headless=True)"
-    proc = subprocess.Popen([sys.executable, "-c", launch], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", launch], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
@@ -57,7 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"the app did not start: {proc.stdout.read() if proc.stdout else ''}")
+            pytest.fail(f"the app did not start:\n{log.read_text()}")
         time.sleep(0.5)
     yield url
     proc.terminate()

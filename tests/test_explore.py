@@ -276,7 +276,8 @@ def test_ablation_results_beside_published_numbers(runs, tmp_path):
     assert find_ablations(runs) == [runs / "ablations" / "demo"]
     results = read_ablation(runs / "ablations" / "demo")
     assert seconds_columns(results) == ["encode_seconds", "quantize_seconds", "generate_seconds"]
-    assert failed_rows(results)[["name", "error"]].values.tolist() == [["Q1", "RuntimeError: RQ-VAE codebook collapsed"]]
+    failed = failed_rows(results)[["name", "error"]].values.tolist()
+    assert failed == [["Q1", "RuntimeError: RQ-VAE codebook collapsed"]]
     published = published_results()
     assert len(published) == 7 and published["source"].str.len().gt(0).all()
     assert published.set_index("method").at["TIGER (text + RQ-VAE)", "recall@10"] == 0.0648

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +13,8 @@ from resid_lib.encode import make_encoder
 from resid_lib.encode.sasrec import SASRec, SASRecFeatures
 from resid_lib.errors import ConfigError, DataError
 from resid_lib.metrics import evaluate_rankings
+from resid_lib.pipeline import run_pipeline
+from resid_lib.rundir import HEADLINE_KEYS
 
 CPU = torch.device("cpu")
 SMALL = ["encode.seqrec.d_model=32", "encode.seqrec.d_ff=64", "encode.seqrec.max_len=20",
@@ -170,3 +173,19 @@ def test_bad_settings_and_data_give_clear_errors(tiny_dataset):
         fitted("sasrec", single)
     with pytest.raises(ConfigError, match="call fit"):
         make_encoder(encode_config("sasrec"), seed=0, device=CPU).item_embeddings()
+
+
+def test_encode_stage_writes_the_run_directory_artifacts(tiny_dataset_dir, tmp_path):
+    overrides = ["encode.method=sasrec_features", *SMALL, "encode.seqrec.epochs=2"]
+    run = run_pipeline(load_config(None, overrides), tiny_dataset_dir, tmp_path / "run", stages=["encode"],
+                       progress=False)
+    encode = run.path / "encode"
+    emb = np.load(encode / "item_embeddings.npy")
+    assert emb.shape == (300, 32) and emb.dtype == np.float32
+    history = pd.read_csv(encode / "history.csv")
+    assert list(history.columns) == ["epoch", "loss", "seconds", "valid_recall@10", "valid_ndcg@10"]
+    assert len(history) == 2
+    metrics = run.read_metrics("encode")
+    assert metrics["method"] == "sasrec_features" and set(metrics["test"]) == set(HEADLINE_KEYS)
+    assert run.headline() == metrics["test"]
+    assert (encode / "model.pt").is_file() and (encode / "checkpoint.pt").is_file()

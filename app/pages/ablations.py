@@ -32,7 +32,8 @@ with page_errors():
 
     st.subheader("Results")
     st.dataframe(results.drop(columns=[c for c in ("error",) if c in results.columns]), hide_index=True,
-                 width="stretch", column_config={k: st.column_config.NumberColumn(format="%.4f") for k in HEADLINE_KEYS})
+                 width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.4f") for k in HEADLINE_KEYS})
     for row in failed_rows(results).itertuples(index=False):
         st.warning(f"{row.name}: {row.status}" + (f": {row.error}" if row.error else ""))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from common import diagnostics, header, page_errors, pick_runs
+from common import diagnostics, header, page_errors, pick_runs, run_label
 from resid_lib.explore.quality import LEVEL_MEASURES, entropy_figure, level_figure, level_table, summary_table
 
 header("Prefix entropy & code quality",
@@ -15,7 +15,7 @@ with page_errors():
     views = pick_runs("Runs", "quality_runs", "diagnostics")
     if not views:
         st.stop()
-    diags = {v.label: diagnostics(v) for v in views}
+    diags = {run_label(str(v.path)): diagnostics(v) for v in views}
     levels = level_table(diags)
     summary = summary_table(diags)
 

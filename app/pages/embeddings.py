@@ -31,7 +31,10 @@ with page_errors():
                       format_func={"umap": "UMAP", "pca": "PCA"}.get)
     max_items = int(c2.number_input("Items on the map (sampled)", min_value=100, max_value=50_000, value=5000,
                                     step=500, key="emb_max_items"))
-    color = c3.selectbox("Colour by", options or ["item_id"], key="emb_color")
+    options = options or ["item_id"]
+    if st.session_state.get("emb_color") not in options:
+        st.session_state.pop("emb_color", None)
+    color = c3.selectbox("Colour by", options, key="emb_color")
     if table is None:
         st.caption(view.missing("sids") + " Colouring by SID code appears once it has run.")
 
@@ -43,6 +46,9 @@ with page_errors():
         items = ds.items
     else:
         items = pd.DataFrame({"item_id": np.arange(n_items).astype(str)})
+    if len(items) != n_items:
+        st.error(f"encode/item_embeddings.npy has {n_items:,} rows but the run's catalog has {len(items):,} items.")
+        st.stop()
     frame = map_frame(index, coords, items, ds.popularity if ds is not None else None)
     hover = ["item_id", "sid", *(ds.text_fields[:1] if ds else []), *(ds.categorical_fields if ds else [])]
     st.plotly_chart(map_figure(frame, color, hover=hover), width="stretch", key="emb_chart")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from common import header, history, metrics, page_errors, pick_runs
+from common import header, history, metrics, page_errors, pick_runs, run_label
 from resid_lib.explore.palette import run_colors
 from resid_lib.explore.proxy import history_figure, history_long, proxy_summary, tradeoff_figure
 
@@ -15,12 +15,12 @@ with page_errors():
     views = pick_runs("Runs", "proxy_runs", "encode_history")
     if not views:
         st.stop()
-    histories = {v.label: history(v, "encode") for v in views}
-    long = history_long(histories)
-    summary = proxy_summary({v.label: metrics(v, "encode") for v in views},
-                            {v.label: metrics(v, "generate") for v in views})
+    named = {run_label(str(v.path)): v for v in views}
+    long = history_long({name: history(v, "encode") for name, v in named.items()})
+    summary = proxy_summary({name: metrics(v, "encode") for name, v in named.items()},
+                            {name: metrics(v, "generate") for name, v in named.items()})
     best = dict(zip(summary["run"], summary["best_epoch"]))
-    colors = run_colors([v.label for v in views])
+    colors = run_colors(list(named))
 
     st.subheader("Selected epoch and downstream result")
     st.dataframe(summary, hide_index=True, width="stretch", column_config={
@@ -47,7 +47,8 @@ with page_errors():
                 "(encode.method=famae).")
     if "valid_recall@10" in measures:
         st.subheader("Sequential-recommender encoders: validation Recall@10")
-        st.plotly_chart(history_figure(long, "valid_recall@10", best, colors=colors), width="stretch", key="seqrec_chart")
+        st.plotly_chart(history_figure(long, "valid_recall@10", best, colors=colors), width="stretch",
+                        key="seqrec_chart")
     if "loss" in measures:
         with st.expander("Training loss"):
             st.plotly_chart(history_figure(long, "loss", best, colors=colors), width="stretch", key="loss_chart")

@@ -46,4 +46,5 @@ with page_errors():
         fig.update_layout(barmode="group", height=340, margin={"t": 20, "l": 10, "r": 10, "b": 10})
         st.plotly_chart(fig, width="stretch")
     else:
-        st.info("No run has test metrics yet: they appear when a G-stage (or a sequential-recommender encoder) finishes.")
+        st.info("No run has test metrics yet: they appear when a G-stage (or a sequential-recommender encoder) "
+                "finishes.")

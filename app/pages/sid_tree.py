@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from common import (candidate_paths, catalog, color_legend, dataset, header, page_errors, pick_run, run_label,
+from common import (catalog, color_legend, dataset, header, page_errors, pick_run, run_label,
                     run_view, sid_table, tree)
 from resid_lib.explore.sid_tree import (children, color_key, dominant_fields, fit_depth, subset_tree, tree_figure,
                                         tree_window)
@@ -37,7 +37,7 @@ def display_columns(table: pd.DataFrame) -> list[str]:
 
 
 with page_errors():
-    view = pick_run("Run", "tree_run", "tree", paths=candidate_paths())
+    view = pick_run("Run", "tree_run", "tree")
     if view is None:
         st.stop()
     nodes = tree(view)
@@ -81,9 +81,8 @@ with page_errors():
     kind = controls[2].radio("Chart", ["sunburst", "icicle"], key="tree_kind")
     deepest = min(3, n_levels - len(prefix))
     if deepest > 1:
-        if "tree_depth" in st.session_state:
-            st.session_state["tree_depth"] = min(st.session_state["tree_depth"], deepest)
-        depth = controls[3].slider("Levels shown below the prefix", 1, deepest, min(2, deepest), key="tree_depth")
+        st.session_state["tree_depth"] = min(st.session_state.get("tree_depth", 2), deepest)
+        depth = controls[3].slider("Levels shown below the prefix", 1, deepest, key="tree_depth")
     else:
         depth = 1
         controls[3].caption("One level below this prefix: its items.")

@@ -34,7 +34,7 @@ from ..data.dataset import Dataset
 from ..data.split import PAD, EvalSet, LeaveOneOut
 from ..errors import ConfigError, DataError
 from ..io import torch_save
-from ..metrics import evaluate_rankings, top_k
+from ..metrics import top_k
 from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
 from .base import Recommender
 from .config import EncodeConfig
@@ -91,6 +91,10 @@ class SeqRecSettings:
             raise ConfigError(f"encode.seqrec.mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.lr <= 0:
             raise ConfigError(f"encode.seqrec.lr must be positive, got {self.lr}")
+        if self.patience < 0:
+            raise ConfigError(f"encode.seqrec.patience must be >= 0 (0 = no early stopping), got {self.patience}")
+        if self.eval_users < 0:
+            raise ConfigError(f"encode.eval_users must be >= 0 (0 = all), got {self.eval_users}")
 
 
 def feature_codes(dataset: Dataset, fields: list[str] | None) -> tuple[list[str], np.ndarray]:
@@ -298,7 +302,7 @@ class SequentialRecommender(Recommender):
         for epoch in range(start, s.epochs if not finished else start):
             t0 = time.perf_counter()
             loss = self._run_epoch(examples, epoch, optimizer, scheduler)
-            valid = self._evaluate(monitor)
+            valid = self.evaluate(monitor)
             row = {"epoch": epoch, "loss": loss, "seconds": round(time.perf_counter() - t0, 3),
                    "valid_recall@10": valid["recall@10"], "valid_ndcg@10": valid["ndcg@10"]}
             self.history.append(row)
@@ -312,8 +316,8 @@ class SequentialRecommender(Recommender):
 
         self.model.load_state_dict(best_state)
         self.best_epoch = stopper.best_epoch
-        self.valid_metrics = self._evaluate(split.valid)
-        self.test_metrics = self._evaluate(split.test)
+        self.valid_metrics = self.evaluate(split.valid)
+        self.test_metrics = self.evaluate(split.test)
         return self
 
     def _run_epoch(self, examples: np.ndarray, epoch: int, optimizer: torch.optim.Optimizer, scheduler) -> float:
@@ -381,9 +385,6 @@ class SequentialRecommender(Recommender):
         out = np.empty_like(ranked)
         out[order] = ranked
         return out
-
-    def _evaluate(self, eval_set: EvalSet) -> dict[str, float]:
-        return evaluate_rankings(self.recommend(eval_set, 10), eval_set.targets)
 
     # ------------------------------------------------------------ outputs
     @torch.no_grad()

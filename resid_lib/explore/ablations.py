@@ -86,7 +86,8 @@ def comparison_figure(frame: pd.DataFrame, metric: str, *, height: int | None = 
     if (~own).any():
         fig.add_bar(y=frame.loc[~own, "name"], x=frame.loc[~own, "value"], orientation="h", name="published",
                     marker_color="#bbbbbb", text=frame.loc[~own, "value"].map("{:.4f}".format), textposition="outside",
-                    customdata=frame.loc[~own, "source"], hovertemplate="%{y}: %{x:.4f}<br>%{customdata}<extra></extra>")
+                    customdata=frame.loc[~own, "source"],
+                    hovertemplate="%{y}: %{x:.4f}<br>%{customdata}<extra></extra>")
     top = frame["value"].max() if len(frame) else 1.0
     fig.update_layout(height=height or 120 + 28 * len(frame), xaxis_title=metric, barmode="overlay",
                       xaxis={"range": [0, 1.15 * top]},
@@ -101,6 +102,7 @@ def seconds_figure(results: pd.DataFrame, *, height: int | None = None) -> go.Fi
     for col in seconds_columns(results):
         fig.add_bar(y=results["name"].astype(str), x=results[col], orientation="h", name=col)
     fig.update_layout(barmode="stack", height=height or 160 + 28 * len(results), xaxis_title="seconds",
+                      yaxis={"autorange": "reversed"},
                       margin={"t": 30, "l": 10, "r": 10, "b": 10},
                       legend={"orientation": "h", "y": -0.3, "traceorder": "normal"})
     return fig

@@ -76,12 +76,6 @@ class RunView:
             return f"{stage}/{name} is missing: the {stage} stage {status} ({self.errors.get(stage, 'no message')})."
         return f"{stage}/{name} is missing: the {stage} stage has status '{status}' in this run."
 
-    @property
-    def label(self) -> str:
-        """``name (encode+quantize)`` for pickers and legends."""
-        methods = "+".join(self.methods.get(s, "?") for s in ("encode", "quantize"))
-        return f"{self.path.name} ({methods})"
-
 
 def load_run(run_dir: str | Path) -> RunView:
     """Read a run directory's manifest and config; RunDirError when it is not a run."""

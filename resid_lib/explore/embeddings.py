@@ -93,7 +93,8 @@ def project_2d(X, *, method: Projection = "umap", n_neighbors: int = 15, seed: i
     return np.asarray(coords[:, :2], dtype=np.float32)
 
 
-def map_frame(item_index: np.ndarray, coords: np.ndarray, items: pd.DataFrame, popularity: np.ndarray | None) -> pd.DataFrame:
+def map_frame(item_index: np.ndarray, coords: np.ndarray, items: pd.DataFrame,
+              popularity: np.ndarray | None) -> pd.DataFrame:
     """Points of the map: ``x, y`` plus the rows of ``items`` (a SID table or item table) and popularity.
 
     Args:

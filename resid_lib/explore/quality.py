@@ -90,10 +90,12 @@ def entropy_figure(levels: pd.DataFrame, *, height: int = 340) -> go.Figure:
                     marker={"color": color, "opacity": 0.55})
         fig.add_scatter(x=x, y=rows["conditional_entropy"], name=f"{run}: H(c_l | C<l)", mode="markers",
                         offsetgroup=run, legendgroup=run,
-                        marker={"symbol": "diamond", "size": 12, "color": color, "line": {"width": 1, "color": "white"}})
+                        marker={"symbol": "diamond", "size": 12, "color": color,
+                                "line": {"width": 1, "color": "white"}})
         fig.add_scatter(x=x, y=rows["max_entropy"], name=f"{run}: log2 b_l", mode="markers",
                         offsetgroup=run, legendgroup=run,
-                        marker={"symbol": "line-ew-open", "size": 30, "color": color, "line": {"width": 3, "color": color}})
+                        marker={"symbol": "line-ew-open", "size": 30, "color": color,
+                                "line": {"width": 3, "color": color}})
     fig.update_layout(barmode="group", scattermode="group", height=height, yaxis_title="bits",
                       margin={"t": 30, "l": 10, "r": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -41,23 +41,20 @@ from ..errors import ConfigError, DataError
 
 #: nearest clusters tried first when a row looks for its cheapest other cluster
 _CANDIDATES = 8
+#: problems with more rows than this per cluster are first clustered on a sample of that size
+_SAMPLE_ROWS_PER_CLUSTER = 128
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
-_EPS_START = 0.5
-#: the price tolerance shrinks by this factor per Lloyd iteration ...
-_EPS_FACTOR = 4.0
-#: ... down to this fraction of the gap
-_EPS_FINAL = 0.02
+_EPS_START = 1.0
+#: ... of the first iteration on all rows after clustering a sample
+_EPS_WARM = 0.2
+#: the price tolerance halves every Lloyd iteration down to this fraction of the gap
+_EPS_FINAL = 0.05
 #: Lloyd stops once the squared centroid shift is below this times the mean per-dimension variance ...
 _TOL = 1e-4
 #: ... or the within-cluster sum of squares improved by less than this fraction
 _RTOL = 1e-4
-STEPS=[]
-DEBUG=False
-import time
-T0=0
-SSE=[]
 
 
 def kmeans(
@@ -195,17 +192,18 @@ def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
 def _kmeanspp(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d)."""
     P, m, d = X.shape
+    device = X.device
     lengths = valid.sum(1)
-    batch = torch.arange(P, device=X.device)
+    batch = torch.arange(P, device=device)
     n_trials = 2 + int(math.log(k))
-    first = torch.as_tensor(rng.random(P), dtype=torch.float64, device=X.device)
+    first = torch.as_tensor(rng.random(P), dtype=torch.float64, device=device)
     first = torch.clamp((first * lengths).long(), max=m - 1)
-    C = torch.empty(P, k, d, dtype=X.dtype, device=X.device)
+    C = torch.empty(P, k, d, dtype=X.dtype, device=device)
     C[:, 0] = X[batch, first]
     closest = torch.clamp(xx - 2 * torch.einsum("pmd,pd->pm", X, C[:, 0]) + xx[batch, first][:, None], min=0) * valid
     for c in range(1, k):
         cum = torch.cumsum(closest.double(), dim=1)
-        u = torch.as_tensor(rng.random((P, n_trials)), dtype=torch.float64, device=X.device) * cum[:, -1:]
+        u = torch.as_tensor(rng.random((P, n_trials)), dtype=torch.float64, device=device) * cum[:, -1:]
         cand = torch.minimum(torch.searchsorted(cum, u), lengths[:, None] - 1)  # (P, t)
         cx = X[batch[:, None], cand]  # (P, t, d)
         dist = xx[:, :, None] - 2 * torch.bmm(X, cx.transpose(1, 2)) + xx[batch[:, None], cand][:, None, :]
@@ -226,11 +224,11 @@ def _lloyd(
     seed: int,
     chunk_size: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd iterations on a padded batch. X (P, m, d) -> centroids (P, k, d), labels (P, m).
+    """K-means on a padded batch. X (P, m, d) -> centroids (P, k, d), labels (P, m) (-1 on padding).
 
-    Stops early once, in every problem, the squared centroid shift is below ``_TOL`` times its
-    mean per-dimension variance (the scikit-learn criterion) or the within-cluster sum of
-    squares improved by less than ``_RTOL`` of itself.
+    Large problems (more than ``_SAMPLE_ROWS_PER_CLUSTER`` rows per cluster) are first
+    clustered on a uniform sample of that size; its centroids and cluster prices start the
+    iterations on all rows, which then need few steps.
     """
     if n_iter < 1:
         raise ConfigError(f"k-means: n_iter must be >= 1, got {n_iter}")
@@ -240,34 +238,65 @@ def _lloyd(
     device = X.device
     if lengths is None:
         lengths = torch.full((P,), m, dtype=torch.long, device=device)
-    padded = bool((lengths < m).any())
     valid = torch.arange(m, device=device)[None, :] < lengths[:, None]  # (P, m)
-    if padded:
-        X = X * valid[:, :, None]
+    X = X * valid[:, :, None] if bool((lengths < m).any()) else X
     mean = X.sum(1) / lengths[:, None]  # (P, d)
-    X = X - mean[:, None, :]
-    if padded:
-        X = X * valid[:, :, None]
-    xx = (X * X).sum(-1)  # (P, m)
-    chunk = chunk_size or _auto_chunk(m, k, d, P)
+    X = (X - mean[:, None, :]) * valid[:, :, None]
     rng = np.random.default_rng(seed)
+    chunk = chunk_size or _auto_chunk(m, k, d, P)
 
-    C = _kmeanspp(X, xx, valid, k, rng)
-    flat = valid.reshape(-1).nonzero().squeeze(1) if padded else None  # valid rows of the flat batch
-    prob = flat // m if padded else torch.arange(P, device=device).repeat_interleave(m)
-    Xv = X.reshape(P * m, d)[flat] if padded else X.reshape(P * m, d)
-    spread = (xx.sum(1) / lengths).double()  # mean squared norm = total variance, per problem
-    tol = _TOL * spread / d
-    prices = torch.zeros(P, k, dtype=torch.float64, device=device)
-    base = xx.sum(1).double()  # sse = base + sum of the chosen D entries
+    limit = _SAMPLE_ROWS_PER_CLUSTER * k
+    if m > limit:
+        keys = torch.as_tensor(rng.random((P, m)), device=device) + (~valid).double()  # padding sorts last
+        rows = keys.argsort(dim=1)[:, :limit]
+        Xs = X[torch.arange(P, device=device)[:, None], rows]
+        sample_lengths = lengths.clamp(max=limit)
+        C = _kmeanspp(Xs, (Xs * Xs).sum(-1), valid[torch.arange(P, device=device)[:, None], rows], k, rng)
+        C, _, prices = _iterate(Xs, sample_lengths, C, None, k, balanced, n_iter, _EPS_START, chunk)
+        eps_start = _EPS_WARM
+    else:
+        C, prices, eps_start = _kmeanspp(X, (X * X).sum(-1), valid, k, rng), None, _EPS_START
+    C, labels, _ = _iterate(X, lengths, C, prices, k, balanced, n_iter, eps_start, chunk)
+    return (C + mean[:, None, :]).to(out_dtype), labels
+
+
+def _iterate(
+    X: torch.Tensor,
+    lengths: torch.Tensor,
+    C: torch.Tensor,
+    prices: torch.Tensor | None,
+    k: int,
+    balanced: bool,
+    n_iter: int,
+    eps_start: float,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lloyd iterations from centroids C (P, k, d) on centered, zero-padded X (P, m, d).
+
+    The price tolerance of the balanced assignment starts at ``eps_start`` and halves every
+    iteration down to ``_EPS_FINAL``: early assignments need not be exact. Stops once the
+    tolerance is final and, in every problem, the squared centroid shift is below ``_TOL``
+    times the mean per-dimension variance (the scikit-learn criterion) or the within-cluster
+    sum of squares improved by less than ``_RTOL``.
+    Returns centroids (P, k, d), labels (P, m) with -1 on padding, prices (P, k).
+    """
+    P, m, d = X.shape
+    device = X.device
+    padded = bool((lengths < m).any())
+    flat = (torch.arange(m, device=device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)
+    prob = flat // m  # problem of every valid row
+    Xv = X.reshape(P * m, d).index_select(0, flat) if padded else X.reshape(P * m, d)
+    xx = (Xv * Xv).sum(1)
+    base = torch.zeros(P, dtype=torch.float64, device=device).index_add_(0, prob, xx.double())
+    tol = _TOL * base / lengths / d
+    if prices is None:
+        prices = torch.zeros(P, k, dtype=torch.float64, device=device)
     prev_sse = torch.full_like(base, float("inf"))
     for it in range(n_iter):
         D = _distances(X, C, chunk).reshape(P * m, k)
-        if padded:
-            D = D[flat]
+        D = D.index_select(0, flat) if padded else D
+        rel_eps = max(_EPS_FINAL, eps_start / 2**it)
         if balanced:
-            # the price tolerance shrinks over the iterations: early assignments need not be exact
-            rel_eps = max(_EPS_FINAL, _EPS_START / _EPS_FACTOR**it)
             labels, prices = _balanced_assign(D, prob, lengths, prices, rel_eps)
         else:
             labels = D.argmin(1)
@@ -277,18 +306,13 @@ def _lloyd(
         shift = ((new_C - C) ** 2).sum((1, 2)).double()
         C = new_C
         sse = base.index_add(0, prob, D.gather(1, labels[:, None]).squeeze(1).double())
-        SSE.append(float(sse.sum()))
-        if DEBUG: print('iter', it, 'steps', STEPS[-1] if balanced else 0, 'sse', float(sse.sum()), 'time', time.time()-T0, flush=True)
         stalled = prev_sse - sse <= _RTOL * sse
         prev_sse = sse
-        if bool(((shift <= tol) | stalled).all()) and (not balanced or rel_eps <= _EPS_FINAL):
+        if rel_eps <= _EPS_FINAL and bool(((shift <= tol) | stalled).all()):
             break
-    if padded:
-        full = torch.full((P * m,), -1, dtype=torch.long, device=device)
-        full[flat] = labels
-        labels = full
-    C = C + mean[:, None, :]
-    return C.to(out_dtype), labels.reshape(P, m)
+    full = torch.full((P * m,), -1, dtype=torch.long, device=device)
+    full[flat] = labels
+    return C, full.reshape(P, m), prices
 
 
 def _centroids(Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, P: int, k: int) -> torch.Tensor:
@@ -343,42 +367,44 @@ class _Market:
     (its cheapest other cluster). Raising a price can only make other rows' ``alt_val`` too
     low, never too high, so rows whose next-best cluster was raised are only flagged
     ``stale`` and recomputed when their value matters. Recomputing looks at the row's
-    ``_CANDIDATES`` nearest clusters first; the answer is exact when it beats the bound
-    "next nearest distance + lowest price", else the full row is scanned.
+    ``_CANDIDATES`` cheapest clusters at the starting prices; as prices only rise, the answer
+    is exact when it does not exceed the next cheapest starting cost, else the full row is
+    scanned.
     """
 
     def __init__(self, D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float):
         P, k = prices.shape
         self.D, self.prob, self.prices, self.k = D, prob, prices, k
-        top = (D + prices[prob]).topk(2, dim=1, largest=False)
-        self.labels, self.cur = top.indices[:, 0].contiguous(), top.values[:, 0].contiguous()
-        self.alt_idx, self.alt_val = top.indices[:, 1].contiguous(), top.values[:, 1].contiguous()
-        del top
+        t = min(k, _CANDIDATES)
+        near = (D + _row_prices(prices, prob)).topk(min(k, t + 1), dim=1, largest=False)
+        self.labels, self.cur = near.indices[:, 0].contiguous(), near.values[:, 0].contiguous()
+        self.alt_idx, self.alt_val = near.indices[:, 1].contiguous(), near.values[:, 1].contiguous()
+        # prices only rise, so a cluster outside a row's t cheapest now costs at least its (t+1)-th
+        self.cand_idx = near.indices[:, :t].contiguous()
+        self.cand_d = D.gather(1, self.cand_idx)
+        self.beyond = near.values[:, t].contiguous() if k > t else torch.full_like(self.cur, float("inf"))
+        del near
         gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, self.alt_val - self.cur)
         self.eps = rel_eps * gap / lengths + 1e-12  # (P,)
         self.group = prob * k + self.labels  # (N,) flat cluster id of every row
         self.sizes = torch.bincount(self.group, minlength=P * k)  # (P * k,)
         self.caps = _capacities(self.sizes.reshape(P, k), lengths).reshape(-1)
         self.stale = torch.zeros_like(self.labels, dtype=torch.bool)
-        t = min(k, _CANDIDATES)
-        near = D.topk(min(k, t + 1), dim=1, largest=False)
-        self.cand_idx, self.cand_d = near.indices[:, :t].contiguous(), near.values[:, :t].contiguous()
-        self.beyond = near.values[:, t] if k > t else torch.full_like(D[:, 0], float("inf"))
 
     def refresh(self, rows: torch.Tensor) -> None:
         """Recompute the cheapest other cluster of ``rows`` at the current prices."""
         if rows.numel() == 0:
             return
-        prices = self.prices[self.prob[rows]]  # (r, k)
-        idx = self.cand_idx[rows]
-        c = self.cand_d[rows] + prices.gather(1, idx)
-        c[idx == self.labels[rows, None]] = float("inf")
+        prob, labels, flat_prices = self.prob[rows], self.labels[rows], self.prices.view(-1)
+        idx = self.cand_idx[rows]  # (r, t)
+        c = self.cand_d[rows] + flat_prices[prob[:, None] * self.k + idx]
+        c[idx == labels[:, None]] = float("inf")
         val, pos = c.min(1)
         best = idx.gather(1, pos[:, None]).squeeze(1)
-        unsure = (val > self.beyond[rows] + prices.min(1).values).nonzero().squeeze(1)
+        unsure = (val > self.beyond[rows]).nonzero().squeeze(1)
         if unsure.numel():
-            full = self.D[rows[unsure]] + prices[unsure]
-            full[torch.arange(unsure.numel(), device=full.device), self.labels[rows[unsure]]] = float("inf")
+            full = self.D.index_select(0, rows[unsure]) + _row_prices(self.prices, prob[unsure])
+            full[torch.arange(unsure.numel(), device=full.device), labels[unsure]] = float("inf")
             val[unsure], best[unsure] = full.min(1)
         self.alt_val[rows], self.alt_idx[rows] = val, best
         self.stale[rows] = False
@@ -396,7 +422,6 @@ class _Market:
         for _ in range(_MAX_PRICE_STEPS):
             over = self.sizes - self.caps  # (P * k,)
             if int(over.max()) <= 0:
-                STEPS.append(_)
                 return
             members, delta, key, starts = self._cheapest_members(over)
             full = (over > 0).nonzero().squeeze(1)
@@ -422,19 +447,42 @@ class _Market:
         raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
 
     def _cheapest_members(self, over: torch.Tensor):
-        """Members of over-full clusters sorted by (cluster, switching cost), all fresh.
+        """Members of over-full clusters sorted by (cluster, switching cost).
 
+        A stale switching cost is a lower bound of the true one, so only stale rows whose
+        bound is below the ``excess + 1``-th cheapest fresh cost of their cluster can be among
+        its ``excess + 1`` cheapest; those are refreshed, the rest keep their bounds.
         Returns members, their switching costs, their flat cluster ids and each cluster's
         first position in that order (P * k,).
         """
         members = (over[self.group] > 0).nonzero().squeeze(1)
-        self.refresh(members[self.stale[members]])
         key = self.group[members]
-        delta = self.alt_val[members] - self.cur[members]
-        span = 2 * float(delta.abs().max()) + 1
-        order = (key * span + delta).argsort()
         counts = torch.bincount(key, minlength=over.numel())
-        return members[order], delta[order], key[order], torch.cumsum(counts, 0) - counts
+        starts = torch.cumsum(counts, 0) - counts
+        stale = self.stale[members]
+        delta = self.alt_val[members] - self.cur[members]
+        if bool(stale.any()):
+            fresh = torch.where(stale, float("inf"), delta)
+            fresh_sorted = fresh[_segment_order(key, fresh)]
+            cut = torch.where(counts > over, starts + over, 0)  # the (excess + 1)-th position
+            threshold = torch.where(counts > over, fresh_sorted[cut], float("inf"))
+            todo = stale & (delta < threshold[key])
+            self.refresh(members[todo])
+            delta = self.alt_val[members] - self.cur[members]
+        order = _segment_order(key, delta)
+        return members[order], delta[order], key[order], starts
+
+
+def _segment_order(key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Permutation sorting by (key, value) with one sort; inf values go last within their key."""
+    finite = torch.isfinite(value)
+    span = 2 * float(value[finite].abs().max()) + 2 if bool(finite.any()) else 2.0
+    return (key * span + value.clamp(max=span / 2)).argsort()
+
+
+def _row_prices(prices: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """Prices (P, k) of each row's problem, (rows, k); a broadcastable (k,) row when P == 1."""
+    return prices[0] if prices.shape[0] == 1 else prices.index_select(0, prob)
 
 
 def _capacities(sizes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,8 @@ def launch(runs_root: str | Path, port: int | None = None, *, headless: bool = T
     command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
                "--server.address", "localhost", "--server.port", str(port),
                "--server.headless", "true" if headless else "false",
-               "--browser.gatherUsageStats", "false", "--browser.serverAddress", "localhost"]
+               "--browser.gatherUsageStats", "false", "--browser.serverAddress", "localhost",
+               "--client.toolbarMode", "minimal"]
     repo = str(APP_SCRIPT.parents[1])
     env = {**os.environ, RUNS_ENV: str(runs_root),
            "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
