@@ -108,7 +108,7 @@ def time_pages(runs: Path) -> dict[str, dict[str, float]]:
         at.run()
         if page is not None:
             t0 = time.perf_counter()  # the Runs page loaded first does not count towards another page
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"views/{page}.py").run()
         cold = time.perf_counter() - t0
         t0 = time.perf_counter()
         at.run()

@@ -33,7 +33,8 @@ from resid_lib.data.readers import read_dataset  # noqa: E402
 from resid_lib.data.split import leave_one_out  # noqa: E402
 from resid_lib.generate.config import GenerateConfig  # noqa: E402
 from resid_lib.generate.data import SIDTokenizer, history_matrix  # noqa: E402
-from resid_lib.generate.model import SIDGenerator, resolve_precision  # noqa: E402
+from resid_lib.generate.model import SIDGenerator  # noqa: E402
+from resid_lib.generate.precision import resolve_precision  # noqa: E402
 from resid_lib.generate.recommend import recommend  # noqa: E402
 from resid_lib.generate.trie import SIDTrie  # noqa: E402
 from resid_lib.io import write_json  # noqa: E402

@@ -93,10 +93,16 @@ def run_ablation(
     *,
     only: list[str] | tuple[str, ...] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    execute: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Run (or reuse) every selected row and write ``OUT/results.parquet`` and ``OUT/results.md``.
+    """Run (or reuse) the selected rows and write the table of the whole grid.
+
+    The table always lists every row of :data:`GRID`. Rows that are not selected
+    (all rows when ``execute`` is False) are only collected: a finished run with
+    the same config and data counts, anything else reads ``not run``. So
+    ``--only`` calls add to one cumulative ``OUT/results.parquet``.
 
     Args:
         config: base preset name or YAML file.
@@ -104,32 +110,34 @@ def run_ablation(
         out: ablation folder; runs go to ``out/runs/<folder>``.
         only: row names to run (default: all of :data:`GRID`).
         overrides: ``section.key=value`` items applied to the base config before each row's own.
+        execute: False to collect existing runs without running anything.
         progress: progress bars of the stages.
         log: where one-line status messages go.
     Returns:
         The results table (also written to disk after every row).
     """
-    rows = select_rows(only)
-    configs = {row.name: load_config(config, [*overrides, *row.overrides()]) for row in rows}  # fail fast on bad keys
+    selected = [row.name for row in select_rows(only)] if execute else []
+    configs = {row.name: load_config(config, [*overrides, *row.overrides()]) for row in GRID}  # fail fast on bad keys
     fingerprint = Dataset.load(data_dir).fingerprint
     out = Path(out)
     records: list[dict] = []
-    table = pd.DataFrame(records, columns=COLUMNS)
-    for i, row in enumerate(rows, 1):
+    for row in GRID:
         run_dir = out / "runs" / row.folder
-        quantizer = row.quantizer or "-"
-        log(f"[{i}/{len(rows)}] {row.name}: {row.encoder} + {quantizer} -> {run_dir}")
-        t0 = time.perf_counter()
-        try:
-            run, how = run_or_reuse(configs[row.name], data_dir, run_dir, fingerprint, progress=progress)
-            records.append(collect(row, run, out))
-            log(f"    {how} in {time.perf_counter() - t0:.0f} s: " + _format_metrics(records[-1]))
-        except Exception as exc:  # one failing row must not stop the comparison
-            records.append(failed(row, run_dir, out, exc))
-            log(f"    failed: {records[-1]['error']}")
-        table = pd.DataFrame(records, columns=COLUMNS)
-        write_results(table, out)
-    return table
+        if row.name not in selected:
+            records.append(existing(row, configs[row.name], run_dir, fingerprint, out))
+        else:
+            log(f"[{selected.index(row.name) + 1}/{len(selected)}] {row.name}: {row.encoder} + "
+                f"{row.quantizer or '-'} -> {run_dir}")
+            t0 = time.perf_counter()
+            try:
+                run, how = run_or_reuse(configs[row.name], data_dir, run_dir, fingerprint, progress=progress)
+                records.append(collect(row, run, out))
+                log(f"    {how} in {time.perf_counter() - t0:.0f} s: " + _format_metrics(records[-1]))
+            except Exception as exc:  # one failing row must not stop the comparison
+                records.append(failed(row, run_dir, out, exc))
+                log(f"    failed: {records[-1]['error']}")
+        write_results(pd.DataFrame(records, columns=COLUMNS), out)
+    return pd.DataFrame(records, columns=COLUMNS)
 
 
 def run_or_reuse(config: RunConfig, data_dir: str | Path, run_dir: Path, fingerprint: str, *,
@@ -138,16 +146,39 @@ def run_or_reuse(config: RunConfig, data_dir: str | Path, run_dir: Path, fingerp
     run = RunDir(run_dir)
     if not run.exists():
         return run_pipeline(config, data_dir, run_dir, progress=progress), "ran"
-    have = run.manifest.get("dataset", {}).get("fingerprint")
-    if have != fingerprint:
-        raise RunDirError(f"{run_dir} was made from other data (fingerprint {have}, not {fingerprint}); "
-                          f"use another --out or delete it")
-    saved = run_dir / CONFIG
-    if not saved.is_file() or saved.read_text() != dump_yaml(config):
-        raise RunDirError(f"{run_dir} was made with a different config; delete it (or use another --out) to rerun this row")
+    check_same_run(run, config, fingerprint)
     if run.status == "done":
         return run, "reused"
     return run_pipeline(config, data_dir, run_dir, resume=True, progress=progress), "resumed"
+
+
+def check_same_run(run: RunDir, config: RunConfig, fingerprint: str) -> None:
+    """RunDirError unless ``run`` was made from the same data with the same config."""
+    have = run.manifest.get("dataset", {}).get("fingerprint")
+    if have != fingerprint:
+        raise RunDirError(f"{run.path} was made from other data (fingerprint {have}, not {fingerprint}); "
+                          f"use another --out or delete it")
+    saved = run.path / CONFIG
+    if not saved.is_file() or saved.read_text() != dump_yaml(config):
+        raise RunDirError(f"{run.path} was made with a different config; delete it (or use another --out) to rerun this row")
+
+
+def existing(row: AblationRow, config: RunConfig, run_dir: Path, fingerprint: str, out: Path) -> dict:
+    """The record of a row that is not run now: its finished run if there is one, else ``not run``."""
+    run = RunDir(run_dir)
+    record = _base_record(row, run_dir, out)
+    record["status"] = "not run"
+    if not run.exists():
+        return record
+    try:
+        check_same_run(run, config, fingerprint)
+    except RunDirError as exc:
+        record["error"] = str(exc)
+        return record
+    if run.status != "done":
+        record["error"] = f"run is {run.status}"
+        return record
+    return collect(row, run, out)
 
 
 def collect(row: AblationRow, run: RunDir, out: Path) -> dict:
@@ -194,7 +225,7 @@ def results_markdown(table: pd.DataFrame) -> str:
         cells = [rec["name"], rec["encoder"], "-" if pd.isna(rec["quantizer"]) else rec["quantizer"]]
         cells += [_fmt(rec[k], ".4f") for k in HEADLINE_KEYS]
         cells += [_fmt(rec[f"{s}_seconds"], ".0f") for s in STAGES]
-        cells.append(rec["status"] if rec["status"] == "done" else f"failed: {rec['error']}")
+        cells.append(f"failed: {rec['error']}" if rec["status"] == "failed" else rec["status"])
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

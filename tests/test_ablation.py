@@ -74,35 +74,44 @@ def test_ablation_runs_reuses_and_records_failures(stand_in_stages, tiny_dataset
     out = tmp_path / "ablation"
     table = run_ablation("demo", tiny_dataset_dir, out, only=["ReSID", "Q1", "SASRec"], overrides=TINY,
                          progress=False, log=lambda msg: None)
-    assert table["name"].tolist() == ["ReSID", "Q1", "SASRec"]
-    assert table["status"].tolist() == ["done", "failed", "done"]
-    resid, q1, sasrec = table.to_dict("records")
+    assert table["name"].tolist() == [r.name for r in GRID]  # every row, selected or not
+    status = dict(zip(table["name"], table["status"]))
+    assert status == {**{r.name: "not run" for r in GRID}, "ReSID": "done", "Q1": "failed", "SASRec": "done"}
+    rows = table.set_index("name")
+    resid, q1, sasrec = rows.loc["ReSID"], rows.loc["Q1"], rows.loc["SASRec"]
     assert 0 < resid["recall@10"] <= 1 and resid["generate_seconds"] > 0 and resid["quantizer"] == "gaoq"
     assert "stand-in quantizer failure" in q1["error"] and np.isnan(q1["recall@10"])
     assert pd.isna(sasrec["quantizer"]) and np.isnan(sasrec["generate_seconds"])
     assert sasrec["recall@10"] == pytest.approx(
         pd.read_json(out / "runs" / "sasrec" / "encode" / "metrics.json", typ="series")["test"]["recall@10"])
     assert (out / "runs" / "resid" / "generate" / "predictions.parquet").is_file()
+    assert not (out / "runs" / "tiger").exists()
     assert pd.read_parquet(out / "results.parquet").equals(table)
     assert stand_in_stages == {"encode": 3, "quantize": 2}
 
-    # second call through the CLI: finished rows are reused, the failed one is resumed and fails again
+    # through the CLI, one row more: finished rows are reused, the failed one is resumed and fails again
     code = main(["ablate", "--config", "demo", "--data", str(tiny_dataset_dir), "--out", str(out), "--quiet",
-                 "--only", "ReSID", "Q1", "SASRec", *sum((["--set", s] for s in TINY), [])])
+                 "--only", "ReSID", "Q1", "SASRec*", *sum((["--set", s] for s in TINY), [])])
     assert code == 1
-    assert stand_in_stages == {"encode": 3, "quantize": 3}
+    assert stand_in_stages == {"encode": 4, "quantize": 3}
     printed = capsys.readouterr().out
     assert "reused" in printed and "| ReSID | famae | gaoq |" in printed and "failed: DataError" in printed
-    again = pd.read_parquet(out / "results.parquet")
-    assert again.loc[0, "recall@10"] == resid["recall@10"]
+    again = pd.read_parquet(out / "results.parquet").set_index("name")
+    assert again.loc["ReSID", "recall@10"] == resid["recall@10"]
+    assert again.loc["SASRec", "status"] == "done" and again.loc["SASRec*", "status"] == "done"  # cumulative
+
+    # collecting only runs nothing
+    collected = run_ablation("demo", tiny_dataset_dir, out, overrides=TINY, execute=False, log=lambda m: None)
+    assert stand_in_stages == {"encode": 4, "quantize": 3}
+    assert collected.set_index("name")["status"].to_dict()["Q1"] == "not run"
 
 
 def test_a_finished_run_with_another_config_is_not_reused(stand_in_stages, tiny_dataset_dir, tmp_path):
     out = tmp_path / "ablation"
     run_ablation("demo", tiny_dataset_dir, out, only=["SASRec"], overrides=TINY, progress=False, log=lambda m: None)
     table = run_ablation("demo", tiny_dataset_dir, out, only=["SASRec"], overrides=TINY + ["seed=7"],
-                         progress=False, log=lambda m: None)
-    assert table.loc[0, "status"] == "failed" and "different config" in table.loc[0, "error"]
+                         progress=False, log=lambda m: None).set_index("name")
+    assert table.loc["SASRec", "status"] == "failed" and "different config" in table.loc["SASRec", "error"]
     assert stand_in_stages["encode"] == 1
 
 

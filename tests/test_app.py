@@ -17,7 +17,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def open_page(root: Path, page: str | None = None, **state) -> AppTest:
-    """Run the app on ``root``, switch to ``pages/<page>.py`` and run it (with ``state`` preset)."""
+    """Run the app on ``root``, switch to ``views/<page>.py`` and run it (with ``state`` preset)."""
     at = AppTest.from_file(APP, default_timeout=90)
     at.session_state["runs_root"] = str(root)
     at.run()
@@ -25,7 +25,7 @@ def open_page(root: Path, page: str | None = None, **state) -> AppTest:
     if page is not None:
         for key, value in state.items():
             at.session_state[key] = value
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, at.exception[0].value
     return at
 
@@ -50,7 +50,7 @@ def labels(widgets) -> list[str]:
 def test_page_renders_its_widgets_and_charts(runs, page, title, selects, n_charts):
     at = open_page(runs, page)
     assert [t.value for t in at.title] == [title]
-    assert at.caption[0].value  # the one sentence saying what the page shows
+    assert at.main.caption[0].value  # the one sentence saying what the page shows
     assert not at.error
     for label in selects:
         assert label in labels(at.selectbox)
@@ -66,7 +66,7 @@ def test_embeddings_page_maps_items_coloured_by_code_field_and_popularity(runs):
     assert "UMAP" in at.radio(key="emb_method").options
     color.set_value("popularity").run()
     assert not at.exception and charts(at) == 1
-    assert "300 items shown" in at.caption[-1].value
+    assert "300 items shown" in at.main.caption[-1].value
 
 
 def test_runs_page_lists_runs_and_stores_the_comparison(runs):
@@ -78,10 +78,10 @@ def test_runs_page_lists_runs_and_stores_the_comparison(runs):
     picked = [str(runs / "famae-gaoq"), str(runs / "famae-hkmeans")]
     at.multiselect(key="runs_compare_widget").set_value(picked).run()
     assert at.session_state["compare_runs"] == picked
-    at.switch_page("pages/sid_tree.py").run()
+    at.switch_page("views/sid_tree.py").run()
     offered = at.selectbox(key="tree_run").options
     assert sorted(offered) == ["famae-gaoq (famae+gaoq)", "famae-hkmeans (famae+hkmeans)"]
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     assert at.multiselect(key="runs_compare_widget").value == picked
 
 

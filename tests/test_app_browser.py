@@ -74,7 +74,7 @@ def page(server):
     with playwright_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         tab = chromium.new_page(viewport={"width": 1400, "height": 900})
-        tab.goto(server, wait_until="domcontentloaded")
+        tab.goto(f"{server}/sid_tree", wait_until="domcontentloaded")  # a page opened by its URL first
         yield tab
         chromium.close()
 
@@ -121,3 +121,5 @@ def test_page_renders_in_chromium(page, shots, path, title):
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    nav = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+    assert [text.split("\n")[-1] for text in nav] == list(PAGES.values())

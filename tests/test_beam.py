@@ -12,6 +12,15 @@ from resid_lib.generate.model import SIDGenerator
 from resid_lib.generate.trie import SIDTrie
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread (and do not compete with parallel test runs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_sids(n: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """n distinct random SIDs with the given level sizes."""
     rng = np.random.default_rng(seed)
@@ -75,20 +84,21 @@ def test_narrow_beam_result_matches_per_beam_reference():
         torch.testing.assert_close(fast.scores[u], torch.tensor(scores), atol=1e-4, rtol=1e-5)
 
 
+@torch.no_grad()
 def reference_beam(model, sids, src, beams):
     """The slow version: one user, Python loop over beams, full decoder pass per prefix."""
     sid_of = {tuple(r): i for i, r in enumerate(sids.tolist())}
     prefixes = {tuple(r[:level]) for r in sids.tolist() for level in range(sids.shape[1] + 1)}
+    memory = model.encode(src)
     beam = [((), 0.0)]
     for level in range(sids.shape[1]):
         candidates = []
         for prefix, score in beam:
-            padded = torch.tensor([list(prefix) + [0] * (sids.shape[1] - level)])
-            logits = model(src, padded)[level][0]
-            log_probs = torch.log_softmax(logits, -1)
-            for code in range(len(log_probs)):
+            hidden = model.decoder_states(memory, torch.tensor([list(prefix) + [0]]))[:, level]
+            log_probs = torch.log_softmax(model.level_logits(hidden, level), -1)[0].tolist()
+            for code, log_prob in enumerate(log_probs):
                 if prefix + (code,) in prefixes:
-                    candidates.append((prefix + (code,), score + log_probs[code].item()))
+                    candidates.append((prefix + (code,), score + log_prob))
         beam = sorted(candidates, key=lambda c: -c[1])[:beams]
     return [sid_of[p] for p, _ in beam], [s for _, s in beam]
 

@@ -13,9 +13,9 @@ position; position ``l`` is scored by a softmax over level ``l``'s codes only, s
 Architecture (T5): pre-norm residual blocks with RMSNorm, ReLU feed-forward, a
 final norm after each stack, an untied output projection. Dropout is applied to
 the token embeddings and to the output of every residual branch (the original
-Transformer's placement); attention weights and the feed-forward hidden layer get
-none, which keeps the regularisation where it matters and makes CPU training much
-faster (random masks are costly there). Positions are T5 relative position biases:
+Transformer's placement); T5 also drops attention weights and the feed-forward
+hidden layer, left out here because drawing those large random masks dominates
+training time on CPU. Positions are T5 relative position biases:
 relative distances are put into log-spaced buckets, one learned scalar per head
 and bucket is added to the attention logits; each stack computes its bias once
 and every layer reuses it (bidirectional buckets in the encoder, causal ones in
@@ -23,8 +23,6 @@ the decoder, none in cross-attention).
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,43 +38,6 @@ PAD = 0
 BOS = 1
 N_SPECIAL = 2
 NEG = -1e9  # additive attention mask for positions that must not be attended
-
-
-def autocast(device: torch.device | str, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """Mixed-precision context for training and decoding: bfloat16 matrix products, float32 weights.
-
-    ``auto`` picks bfloat16 on CUDA devices that support it and on CPUs with native
-    bfloat16 instructions (where it is several times faster), float32 otherwise.
-    """
-    device = torch.device(device)
-    if resolve_precision(device, precision) == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def resolve_precision(device: torch.device | str, precision: str = "auto") -> str:
-    """``fp32`` or ``bf16``: what ``precision`` (``auto``, ``fp32``, ``bf16``) means on ``device``."""
-    if precision == "auto":
-        return "bf16" if bf16_is_fast(torch.device(device)) else "fp32"
-    return precision
-
-
-def inference_copy(model: "SIDGenerator", precision: str = "auto") -> "SIDGenerator":
-    """The model in eval mode for decoding: itself in float32, or a bfloat16 copy (weights cast once)."""
-    device = next(model.parameters()).device
-    if resolve_precision(device, precision) == "fp32":
-        return model.eval()
-    return copy.deepcopy(model).to(torch.bfloat16).eval()
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products natively."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        return bool(check()) if check is not None else False
-    return False
 
 
 class TokenLayout:

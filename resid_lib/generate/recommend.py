@@ -17,7 +17,8 @@ from ..metrics import evaluate_rankings
 from ..train import progress as progress_bar
 from .beam import beam_search
 from .data import SIDTokenizer, history_matrix
-from .model import SIDGenerator, inference_copy
+from .model import SIDGenerator
+from .precision import inference_copy
 from .trie import SIDTrie
 
 
@@ -42,7 +43,7 @@ class Rankings:
 def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histories: list[np.ndarray], *,
               max_items: int, beams: int, top_k: int, batch_size: int = 256, precision: str = "auto",
               progress: bool = False, desc: str = "decode") -> Rankings:
-    """Top-``top_k`` items for each history by trie-constrained beam search (``precision``: see :func:`autocast`)."""
+    """Top-``top_k`` items for each history by trie-constrained beam search (``precision``: see ``.precision``)."""
     device = next(model.parameters()).device
     was_training = model.training
     decoder = inference_copy(model, precision)
@@ -66,7 +67,7 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
         filled += int(present.sum())
         invalid += int((present & ~matches).sum())
         ranked[idx] = got.cpu().numpy()
-        scores[idx] = score.float().cpu().numpy()
+        scores[idx] = score.cpu().numpy()
     seconds = time.perf_counter() - start
     model.train(was_training)
     return Rankings(ranked=ranked, scores=scores, invalid_rate=invalid / max(filled, 1), seconds=seconds)

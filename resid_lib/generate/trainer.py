@@ -25,7 +25,8 @@ from ..errors import DataError
 from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
 from .config import GenerateConfig
 from .data import SIDTokenizer, length_grouped_batches, training_windows
-from .model import SIDGenerator, autocast
+from .model import SIDGenerator
+from .precision import autocast
 from .recommend import evaluate
 from .trie import SIDTrie
 

@@ -40,7 +40,7 @@ class QuantizeConfig:
     n_iter: int = 30
     latent_dim: int = 32
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128])
-    epochs: int = 150
+    epochs: int = 100
     batch_size: int = 1024
     lr: float = 1e-3
     beta: float = 0.25

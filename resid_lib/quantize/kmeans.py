@@ -32,7 +32,9 @@ most demanded ones (largest unconstrained sizes at the current prices).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +45,8 @@ from ..errors import ConfigError, DataError
 _CANDIDATES = 8
 #: problems with more rows than this per cluster are first clustered on a sample of that size
 _SAMPLE_ROWS_PER_CLUSTER = 128
+#: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
+_SMALL_WORK = 2**30
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
@@ -191,6 +195,11 @@ def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def _kmeanspp(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d)."""
+    with _one_thread_on_cpu(X.device):
+        return _kmeanspp_loop(X, xx, valid, k, rng)
+
+
+def _kmeanspp_loop(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
     P, m, d = X.shape
     device = X.device
     lengths = valid.sum(1)
@@ -228,10 +237,28 @@ def _lloyd(
 
     Large problems (more than ``_SAMPLE_ROWS_PER_CLUSTER`` rows per cluster) are first
     clustered on a uniform sample of that size; its centroids and cluster prices start the
-    iterations on all rows, which then need few steps.
+    iterations on all rows, which then need few steps. Small problems run single-threaded on
+    CPU (see :func:`_one_thread_on_cpu`).
     """
     if n_iter < 1:
         raise ConfigError(f"k-means: n_iter must be >= 1, got {n_iter}")
+    P, m, d = X.shape
+    if P * m * k * d <= _SMALL_WORK:
+        with _one_thread_on_cpu(X.device):
+            return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+
+
+def _lloyd_run(
+    X: torch.Tensor,
+    lengths: torch.Tensor | None,
+    k: int,
+    *,
+    balanced: bool,
+    n_iter: int,
+    seed: int,
+    chunk_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     out_dtype = X.dtype if X.dtype.is_floating_point else torch.float32
     X = X.float()
     P, m, d = X.shape
@@ -300,7 +327,10 @@ def _iterate(
             labels, prices = _balanced_assign(D, prob, lengths, prices, rel_eps)
         else:
             labels = D.argmin(1)
-        new_C = _centroids(Xv, prob, labels, P, k)
+        batch_labels = torch.full((P * m,), -1, dtype=torch.long, device=device)
+        batch_labels[flat] = labels
+        batch_labels = batch_labels.reshape(P, m)
+        new_C = _centroids(X, batch_labels, k)
         if not balanced:
             new_C = _reseed_empty(Xv, prob, labels, new_C, P, k)
         shift = ((new_C - C) ** 2).sum((1, 2)).double()
@@ -310,17 +340,18 @@ def _iterate(
         prev_sse = sse
         if rel_eps <= _EPS_FINAL and bool(((shift <= tol) | stalled).all()):
             break
-    full = torch.full((P * m,), -1, dtype=torch.long, device=device)
-    full[flat] = labels
-    return C, full.reshape(P, m), prices
+    return C, batch_labels, prices
 
 
-def _centroids(Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, P: int, k: int) -> torch.Tensor:
-    """Cluster means. Xv (N, d) valid rows, prob/labels (N,) -> (P, k, d); empty clusters get 0."""
-    key = prob * k + labels
-    sums = torch.zeros(P * k, Xv.shape[1], dtype=Xv.dtype, device=Xv.device).index_add_(0, key, Xv)
-    counts = torch.bincount(key, minlength=P * k).to(Xv.dtype)
-    return (sums / counts.clamp(min=1)[:, None]).reshape(P, k, -1)
+def _centroids(X: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Cluster means as one batched matmul. X (P, m, d) zero-padded, labels (P, m) with -1 on
+    padding -> (P, k, d); empty clusters get 0."""
+    P, m, _ = X.shape
+    onehot = torch.zeros(P, k + 1, m, dtype=X.dtype, device=X.device)
+    onehot.scatter_(1, (labels % (k + 1))[:, None, :], 1.0)  # padding (-1) lands in the extra row k
+    onehot = onehot[:, :k]
+    counts = onehot.sum(2, keepdim=True)
+    return torch.bmm(onehot, X) / counts.clamp(min=1)
 
 
 def _reseed_empty(
@@ -356,8 +387,24 @@ def _balanced_assign(
     if prices.shape[1] == 1:
         return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
     market = _Market(D, prob, lengths, prices, rel_eps)
-    market.clear()
+    with _one_thread_on_cpu(D.device):
+        market.clear()
     return market.labels, prices
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """Run a loop of many small tensor operations single-threaded on CPU: per-operation
+    thread synchronisation costs more than it saves there (far more on a busy machine)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Market:

@@ -94,7 +94,7 @@ class RQVAE(Quantizer):
         codebook_size: int = 256,
         latent_dim: int = 32,
         hidden_dims: list[int] | tuple[int, ...] = (512, 256, 128),
-        epochs: int = 150,
+        epochs: int = 100,
         batch_size: int = 1024,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,

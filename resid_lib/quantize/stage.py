@@ -18,7 +18,7 @@ from ..data.dataset import Dataset
 from ..data.split import EvalSet
 from ..errors import DataError, RunDirError
 from ..io import write_json, write_parquet
-from . import make_quantizer
+from . import make_quantizer, quantizer_class
 from .base import Quantizer, check_embeddings, dedup_codes
 from .diagnostics import summarize
 from .tree import sids_frame, tree_frame
@@ -44,10 +44,8 @@ def run_stage(ctx) -> None:
 
 
 def accepted_options(method: str, options: dict) -> dict:
-    """The subset of ``options`` the method's constructor takes."""
-    from . import QUANTIZERS
-
-    params = inspect.signature(QUANTIZERS[method].__init__).parameters
+    """The subset of ``options`` (run-time settings such as progress bars) the method's constructor takes."""
+    params = inspect.signature(quantizer_class(method).__init__).parameters
     return {k: v for k, v in options.items() if k in params}
 
 
