@@ -9,14 +9,13 @@ Layout under ``root``::
     runs/sasrec-partial/     a sequential encoder; its quantize stage failed
     runs/ablations/demo/     results.parquet of an ablation grid
 
-The artifacts are realistic in shape and internally consistent (SIDs are unique,
-the tree and diagnostics are computed from them with the library's own functions)
-but come from a small hierarchical k-means over field-structured vectors, not from
-trained models.
+The Q-stage files are written by the Q-stage itself (``resid_lib.quantize.stage``:
+GAOQ and hierarchical k-means over the encode files' field-structured item vectors); the E- and G-stage files have the stages'
+formats with synthetic contents (random-but-structured vectors, plausible learning
+curves, recency-biased attention over real validation windows), not trained models.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,8 @@ from resid_lib.data.demo import make_demo_dataset
 from resid_lib.data.split import leave_one_out, pad_right_aligned
 from resid_lib.encode.attention import AttentionSample
 from resid_lib.io import save_npy, write_json, write_parquet
-from resid_lib.quantize.base import dedup_codes
-from resid_lib.quantize.diagnostics import summarize
-from resid_lib.quantize.kmeans import kmeans
-from resid_lib.quantize.tree import tree_frame, write_sids
+from resid_lib.pipeline import StageContext
+from resid_lib.quantize import stage as quantize_stage
 from resid_lib.rundir import RunDir
 
 FIELD_DIM = 16
@@ -47,20 +44,19 @@ def build_runs_root(root: Path) -> Path:
     X = field_embeddings(dataset, seed=0)
     runs = root / "runs"
 
-    full = _new_run(runs / "famae-gaoq", dataset, data_dir, ["quantize.method=gaoq"])
+    full = _new_run(runs / "famae-gaoq", dataset, data_dir, ["quantize.method=gaoq", "quantize.branching=[6, 4]"])
     with full.stage("encode"):
         _write_famae(full, X, dataset, split, seed=0)
-    with full.stage("quantize"):
-        _write_quantize(full, X, dataset, split, branching=(6, 4), seed=0, method="gaoq")
+    _run_quantize_stage(full, dataset, split)
     with full.stage("generate"):
         _write_generate(full, recall10=0.081, seed=0)
     full.set_status("done")
 
-    other = _new_run(runs / "famae-hkmeans", dataset, data_dir, ["quantize.method=hkmeans"])
+    other = _new_run(runs / "famae-hkmeans", dataset, data_dir,
+                     ["quantize.method=hkmeans", "quantize.branching=[5, 5]", "seed=7"])
     with other.stage("encode"):
         _write_famae(other, X, dataset, split, seed=1)
-    with other.stage("quantize"):
-        _write_quantize(other, X, dataset, split, branching=(5, 5), seed=7, method="hkmeans")
+    _run_quantize_stage(other, dataset, split)
     other.set_status("partial")
 
     partial = _new_run(runs / "sasrec-partial", dataset, data_dir, ["encode.method=sasrec"])
@@ -85,19 +81,6 @@ def field_embeddings(dataset: Dataset, seed: int) -> np.ndarray:
         table = rng.normal(size=(dataset.cardinality(name), FIELD_DIM)) * 2.0
         parts.append(table[dataset.codes(name)])
     return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-def hierarchical_codes(X: np.ndarray, branching: tuple[int, int], seed: int) -> np.ndarray:
-    """(n, 3) unique SIDs: k-means level 1, k-means within each parent at level 2, a dedup rank last."""
-    Xt = torch.as_tensor(X)
-    _, first = kmeans(Xt, branching[0], seed=seed)
-    second = torch.zeros_like(first)
-    for parent in first.unique():
-        rows = (first == parent).nonzero().squeeze(1)
-        k = min(branching[1], len(rows))
-        second[rows] = kmeans(Xt[rows], k, seed=seed)[1] if k > 1 else 0
-    codes, _ = dedup_codes(torch.stack([first, second], dim=1).numpy())
-    return codes
 
 
 def _new_run(path: Path, dataset: Dataset, data_dir: Path, overrides: list[str]) -> RunDir:
@@ -136,17 +119,12 @@ def _attention_sample(split, n_users: int, seed: int) -> AttentionSample:
     return AttentionSample(weights=weights.astype(np.float32), items=items, users=valid.users.astype(np.int64))
 
 
-def _write_quantize(run: RunDir, X: np.ndarray, dataset: Dataset, split, branching: tuple[int, int],
-                    seed: int, method: str) -> None:
-    started = time.perf_counter()
-    codes = hierarchical_codes(X, branching, seed)
-    seconds = round(time.perf_counter() - started, 3)
-    write_sids(run.file("quantize", "sids.parquet"), dataset.item_ids, codes)
-    write_parquet(run.file("quantize", "tree.parquet"), tree_frame(codes, dataset))
-    diagnostics = summarize(codes, raw_codes=codes[:, :2], codebook_sizes=list(branching), embeddings=X,
-                            histories=split.test.histories, targets=split.test.targets,
-                            extra={"method": method, "seconds": {"fit": seconds, "encode": 0.0}})
-    write_json(run.file("quantize", "diagnostics.json"), diagnostics)
+def _run_quantize_stage(run: RunDir, dataset: Dataset, split) -> None:
+    """The Q-stage itself, on the run's config and the encode stage's item vectors."""
+    ctx = StageContext(config=run.read_config(), dataset=dataset, split=split, run=run,
+                       device=torch.device("cpu"), progress=False)
+    with run.stage("quantize"):
+        quantize_stage.run_stage(ctx)
 
 
 def _write_generate(run: RunDir, recall10: float, seed: int) -> None:

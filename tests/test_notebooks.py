@@ -7,7 +7,6 @@ reached them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from resid_lib.pipeline import run_pipeline
 from workbench import notebooks as nb
 from workbench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["00_tour", "01_encode", "02_quantize", "03_generate", "10_ablations"]
 WORLD = {"n_items": 150, "n_users": 200}
 TINY_ENCODE = ["encode.d_model=16", "encode.n_heads=2", "encode.d_ff=32", "encode.batch_size=256",
@@ -34,12 +32,6 @@ TINY_ENCODE = ["encode.d_model=16", "encode.n_heads=2", "encode.d_ff=32", "encod
 TINY_GENERATE = ["generate.d_model=16", "generate.n_heads=2", "generate.d_ff=32", "generate.encoder_layers=1",
                  "generate.decoder_layers=1", "generate.beams=10", "generate.eval_users=50", "generate.warmup_steps=0"]
 TINY = [*TINY_ENCODE, "encode.epochs=1", "quantize.branching=[4, 4]", *TINY_GENERATE, "generate.epochs=1"]
-
-
-@pytest.fixture(autouse=True)
-def kernel_finds_the_project(monkeypatch):
-    """Kernels start in ``notebooks/``: put the checkout on their path whether or not it is pip-installed."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ LEVELS = {"gaoq": 3, "hkmeans": 3, "rqkmeans": 3, "pq": 4, "rqvae": 3}
 @pytest.fixture(scope="module")
 def X() -> np.ndarray:
     rng = np.random.default_rng(0)
-    centers = rng.normal(scale=3.0, size=(12, 16))
-    return (centers[rng.integers(0, 12, 600)] + rng.normal(size=(600, 16))).astype(np.float32)
+    centers = rng.normal(scale=3.0, size=(12, 32))
+    return (centers[rng.integers(0, 12, 600)] + rng.normal(size=(600, 32))).astype(np.float32)
 
 
 def test_registry_lists_every_method():
@@ -91,14 +91,18 @@ def _shared_direction_data(seed: int, n_parents=8, n_dirs=4, per_child=20, d=32)
     return X.astype(np.float32), direction
 
 
-def test_gaoq_aligns_shared_directions_where_local_indices_do_not():
-    X, direction = _shared_direction_data(seed=0)
-    gaoq = make_quantizer("gaoq", branching=[8, 4], seed=0).fit_encode(X)
-    local = make_quantizer("hkmeans", branching=[8, 4], seed=0).fit_encode(X)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaoq_aligns_shared_directions_where_local_indices_do_not(seed):
+    X, direction = _shared_direction_data(seed)
     codes_per_direction = lambda codes: np.mean([len(np.unique(codes[direction == j, 1])) for j in range(4)])
-    assert codes_per_direction(gaoq) == 1.0
-    assert codes_per_direction(local) > 1.5
-    assert directional_coherence(X, gaoq) > 0.9 > 0.5 > directional_coherence(X, local)
+    learned = make_quantizer("gaoq", branching=[8, 4], anchors="learned", seed=seed).fit_encode(X)
+    paper = make_quantizer("gaoq", branching=[8, 4], seed=seed).fit_encode(X)
+    local = make_quantizer("hkmeans", branching=[8, 4], seed=seed).fit_encode(X)
+    assert codes_per_direction(learned) == 1.0  # one code per shared direction under all 8 parents
+    assert codes_per_direction(local) > 3.0  # local indices scatter a direction over the codes
+    # random anchors align most parents (they are fragile in high dimensions; the caveat)
+    assert directional_coherence(X, learned) > 0.9
+    assert directional_coherence(X, paper) > 0.4 > 0.1 > directional_coherence(X, local)
 
 
 def test_rqkmeans_balanced_levels_and_greedy_encoding(X):
@@ -122,13 +126,13 @@ def test_rqkmeans_balanced_levels_and_greedy_encoding(X):
 
 def test_pq_codes_are_per_subspace_nearest_codewords(X):
     q = ProductQuantizer(levels=3, codebook_size=8, seed=0).fit(X)
-    assert q.bounds_ == [0, 5, 11, 16]
+    assert q.bounds_ == [0, 11, 21, 32]
     codes = q.encode(X)
     for m, (a, b) in enumerate(zip(q.bounds_[:-1], q.bounds_[1:])):
         book = q.codebooks_[m].numpy()
         np.testing.assert_array_equal(codes[:, m], ((X[:, None, a:b] - book[None]) ** 2).sum(-1).argmin(1))
     recon = q.reconstruct(X)
-    np.testing.assert_allclose(recon[:, 5:11], q.codebooks_[1].numpy()[codes[:, 1]])
+    np.testing.assert_allclose(recon[:, 11:21], q.codebooks_[1].numpy()[codes[:, 1]])
 
 
 def test_group_helpers_match_a_python_reference():
@@ -213,5 +217,5 @@ def test_branching_that_cannot_fit_is_rejected(method, X):
 
 
 def test_pq_needs_a_dimension_per_subspace(X):
-    with pytest.raises(DataError, match="subspaces cannot split 16 dimensions"):
-        ProductQuantizer(levels=17, codebook_size=4).fit(X)
+    with pytest.raises(DataError, match="subspaces cannot split 32 dimensions"):
+        ProductQuantizer(levels=33, codebook_size=4).fit(X)

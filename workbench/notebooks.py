@@ -13,12 +13,14 @@ into one table.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as _dt
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nbformat
 import pandas as pd
@@ -30,6 +32,24 @@ from resid_lib.io import atomic_path, write_parquet, write_text
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 SUMMARY = "summary.json"
 OUT_DIR_PARAM = "out_dir"
+
+
+def kernel_pythonpath() -> str:
+    """PYTHONPATH for notebook kernels: this checkout first, so they import it even when it is not pip-installed."""
+    return os.pathsep.join(filter(None, [str(NOTEBOOK_DIR.parent), os.environ.get("PYTHONPATH")]))
+
+
+@contextlib.contextmanager
+def _kernels_import_the_project() -> Iterator[None]:
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = kernel_pythonpath()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def list_notebooks() -> list[str]:
@@ -156,7 +176,7 @@ def run_notebook(
         params[OUT_DIR_PARAM] = str(out_dir)
     executed = out_dir / path.name
     error, failed_cell = None, None
-    with atomic_path(executed) as tmp:
+    with atomic_path(executed) as tmp, _kernels_import_the_project():
         try:
             pm.execute_notebook(str(path), str(tmp), parameters=params, progress_bar=progress,
                                 cwd=str(NOTEBOOK_DIR), kernel_name="python3", language="python")

@@ -94,7 +94,7 @@ with page_errors():
         if shown_depth < depth:
             st.caption(f"Showing {shown_depth} level(s): {depth} would draw more than {MAX_NODES:,} nodes; "
                        "pick a prefix to go deeper.")
-        colors = color_key(window, field) if field else None
+        colors = color_key(nodes, field) if field else None  # one key for every figure of the page
         st.plotly_chart(tree_figure(window, field=field, color_by=color_by, kind=kind, colors=colors),
                         width="stretch", key="tree_chart")
         if colors and color_by == "value":
@@ -153,19 +153,18 @@ with page_errors():
     a_col, b_col = st.columns(2)
     subset_a = subset_tree(table, index, cat_fields, depth=min(n_levels, len(prefix) + 2))
     subset_b = subset_tree(other_table, index, cat_fields, depth=2)
-    shared = color_key(pd.concat([subset_a, subset_b]), field) if field else None
     with a_col:
         st.markdown(f"**{run_label(str(view.path))}**")
-        st.plotly_chart(tree_figure(subset_a, field=field, color_by=color_by, colors=shared, height=420),
+        st.plotly_chart(tree_figure(subset_a, field=field, color_by=color_by, colors=colors, height=420),
                         width="stretch", key="compare_a")
         st.dataframe(prefix_spread(table, index), hide_index=True, width="stretch")
     with b_col:
         st.markdown(f"**{run_label(other_path)}**")
-        st.plotly_chart(tree_figure(subset_b, field=field, color_by=color_by, colors=shared, height=420),
+        st.plotly_chart(tree_figure(subset_b, field=field, color_by=color_by, colors=colors, height=420),
                         width="stretch", key="compare_b")
         st.dataframe(prefix_spread(other_table, index), hide_index=True, width="stretch")
-    if shared and color_by == "value":
-        color_legend(shared, f"dominant {field}")
+    if colors and color_by == "value":
+        color_legend(colors, f"dominant {field}")
     st.caption("prefixes: distinct prefixes the items occupy at each level; largest_share: share of them in the "
                "most common one.")
     st.dataframe(compare_sids(table, other_table, index[:MAX_ITEM_ROWS]), hide_index=True, width="stretch",

@@ -46,8 +46,8 @@ class SeqRecConfig:
     n_layers: int | None = 2
     n_heads: int | None = 2
     d_ff: int | None = 256
-    dropout: float | None = 0.5
-    lr: float | None = 1e-3
+    dropout: float | None = 0.3
+    lr: float | None = 3e-3
     weight_decay: float | None = 0.0
     batch_size: int | None = 128
     epochs: int | None = 200

@@ -124,21 +124,23 @@ class ItemEmbedding(nn.Module):
         field_sizes: vocabulary size (unknown included) of every fused field.
         fusion: ``sum`` adds the field embeddings to the id embedding; ``concat`` maps the
             concatenation ``[id, field_1, ..]`` (d * (1 + n_fields)) linearly to d.
+        with_mask: add a learned [MASK] token (BERT4Rec).
     """
 
     def __init__(self, n_items: int, d: int, *, field_codes: np.ndarray | None = None,
-                 field_sizes: list[int] | None = None, fusion: str = "sum"):
+                 field_sizes: list[int] | None = None, fusion: Literal["sum", "concat"] = "sum",
+                 with_mask: bool = False):
         super().__init__()
-        self.n_items = n_items
         self.ids = nn.Embedding(n_items, d)
-        self.mask_token = nn.Parameter(torch.zeros(d))
+        self.mask_token = nn.Parameter(torch.zeros(1, d)) if with_mask else None
         self.fields = nn.ModuleList(nn.Embedding(size, d) for size in (field_sizes or []))
         codes = torch.as_tensor(field_codes if field_codes is not None else np.zeros((0, n_items)), dtype=torch.long)
         self.register_buffer("field_codes", codes, persistent=False)
         self.fuse = nn.Linear(d * (1 + len(self.fields)), d) if fusion == "concat" and len(self.fields) else None
         for table in [self.ids, *self.fields]:
             nn.init.trunc_normal_(table.weight, std=0.02)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def item_vectors(self) -> torch.Tensor:
         """(n_items, d) the vector of every item (fused for the feature variants)."""
@@ -150,9 +152,11 @@ class ItemEmbedding(nn.Module):
         return torch.stack(parts).sum(0)
 
     def token_table(self, items: torch.Tensor) -> torch.Tensor:
-        """(n_items + 2, d): a zero padding row, the item vectors ``items``, the [MASK] vector."""
-        pad = items.new_zeros(1, items.shape[1])
-        return torch.cat([pad, items, self.mask_token[None]], dim=0)
+        """(n_tokens, d): a zero padding row, the item vectors ``items``, then the [MASK] vector if any."""
+        rows = [items.new_zeros(1, items.shape[1]), items]
+        if self.mask_token is not None:
+            rows.append(self.mask_token)
+        return torch.cat(rows, dim=0)
 
 
 class SequenceTransformer(nn.Module):
@@ -269,7 +273,8 @@ class SequentialRecommender(Recommender):
             self.fields, codes = feature_codes(dataset, s.feature_fields)
             sizes = [dataset.cardinality(name) for name in self.fields]
         torch.manual_seed(self.seed)
-        items = ItemEmbedding(dataset.n_items, s.d_model, field_codes=codes, field_sizes=sizes, fusion=s.fusion)
+        items = ItemEmbedding(dataset.n_items, s.d_model, field_codes=codes, field_sizes=sizes, fusion=s.fusion,
+                              with_mask=not self.causal)
         model = SequenceTransformer(items, max_len=s.max_len, d=s.d_model, n_layers=s.n_layers,
                                     n_heads=s.n_heads, d_ff=s.d_ff, dropout=s.dropout, causal=self.causal)
         return model.to(self.device)

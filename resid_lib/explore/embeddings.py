@@ -15,7 +15,9 @@ from ..quantize.base import check_embeddings
 Projection = Literal["umap", "pca"]
 PCA_DIMS_BEFORE_UMAP = 50
 UMAP_EPOCHS = 200  # umap-learn's choice for large inputs; enough for a picture, 2.5x faster than its 500
-MAX_LEGEND_VALUES = 20
+MAX_LEGEND_VALUES = 40  # enough for every first-level code of the paper's branchings (b1 = 32)
+OTHER = "other"
+OTHER_COLOR = "#c8c8c8"
 
 
 def sample_items(n_items: int, max_items: int, seed: int = 0) -> np.ndarray:
@@ -114,7 +116,7 @@ def map_figure(frame: pd.DataFrame, color: str, *, hover: list[str], height: int
     """Scatter of the map coloured by a column: continuous for popularity (log scale), else categorical.
 
     A categorical column with many values keeps its :data:`MAX_LEGEND_VALUES` most frequent
-    values and groups the rest as ``other``.
+    values and groups the rest as a grey ``other``, drawn underneath.
     """
     plot = frame.copy()
     hover_data = {c: True for c in hover if c in plot.columns and c != color}
@@ -128,11 +130,13 @@ def map_figure(frame: pd.DataFrame, color: str, *, hover: list[str], height: int
         top = list(values.value_counts().index[:MAX_LEGEND_VALUES])
         if all(v.isdigit() for v in top):  # codes: legend in code order
             top = sorted(top, key=int)
-        plot[color] = values.where(values.isin(top), "other")
-        order = [*top, "other"] if (plot[color] == "other").any() else top
+        plot[color] = values.where(values.isin(top), OTHER)
+        order = [OTHER, *top] if (plot[color] == OTHER).any() else top  # "other" drawn first, underneath
+        palette = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+        colors = {v: palette[i % len(palette)] for i, v in enumerate(top)} | {OTHER: OTHER_COLOR}
         fig = px.scatter(plot, x="x", y="y", color=color, hover_data=hover_data, render_mode="webgl",
-                         category_orders={color: order},
-                         color_discrete_sequence=px.colors.qualitative.Dark24 + px.colors.qualitative.Light24)
+                         category_orders={color: order}, color_discrete_map=colors)
+        fig.for_each_trace(lambda t: t.update(legendrank=2000) if t.name == OTHER else None)
     fig.update_traces(marker={"size": 6, "opacity": 0.8})
     fig.update_layout(height=height, margin={"t": 10, "l": 10, "r": 10, "b": 10}, xaxis_title="", yaxis_title="",
                       xaxis={"showticklabels": False, "showgrid": False, "zeroline": False},

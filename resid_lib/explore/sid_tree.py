@@ -112,6 +112,7 @@ def tree_figure(
         else:
             key = colors if colors is not None else color_key(nodes, field)
             marker = {"colors": [key.get(str(v), OTHER_COLOR) for v in nodes[f"{field}_top"]]}
+    marker["line"] = {"width": 1.0 if len(nodes) <= 300 else 0.25, "color": "white"}  # thin wedges stay visible
     trace = go.Sunburst if kind == "sunburst" else go.Icicle
     fig = go.Figure(trace(
         ids=nodes["prefix"], parents=nodes["parent"], values=nodes["n_items"],

@@ -19,7 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
-from .kmeans import balanced_kmeans
+from .kmeans import balanced_kmeans, single_thread_on_cpu
 
 #: sharpness of the soft maximum over pairwise cosines in :func:`separated_anchors`
 _SHARPNESS = 30.0
@@ -44,6 +44,11 @@ def separated_anchors(
     cosines, ``s = _SHARPNESS``) by Adam on the sphere from a seeded Gaussian start, or from
     ``init`` (g, d). With ``g <= d`` the optimum is an orthonormal set.
     """
+    with single_thread_on_cpu("cpu"):
+        return _spread_on_sphere(d, g, seed, init, n_steps)
+
+
+def _spread_on_sphere(d: int, g: int, seed: int, init: np.ndarray | None, n_steps: int) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
     a = torch.as_tensor(init, dtype=torch.float64).clone() if init is not None else torch.randn(g, d, generator=gen, dtype=torch.float64)
     a = torch.nn.functional.normalize(a, dim=1).requires_grad_(True)

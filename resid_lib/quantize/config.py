@@ -24,6 +24,7 @@ class QuantizeConfig:
             (the paper's rule: b1 x b2 about 10-20 times smaller than the item count).
         anchors: gaoq level anchors: "random" (the paper's orthonormal QR anchors) or "learned".
         n_anchors: gaoq anchors per aligned level (>= branching; None: equal to it).
+        anchor_fallback: gaoq may use near-orthogonal anchors when more are needed than dimensions.
         codebook_size: rqvae / rqkmeans / pq codes per level.
         balanced: exactly balanced k-means (None: hkmeans yes, rqkmeans no).
         n_iter: Lloyd iterations of every k-means.
@@ -34,7 +35,8 @@ class QuantizeConfig:
     levels: int = 3
     branching: list[int] | Literal["auto"] = "auto"
     anchors: Literal["random", "learned"] = "random"
-    n_anchors: list[int] | None = None
+    n_anchors: int | list[int] | None = None
+    anchor_fallback: bool = True
     codebook_size: int = 256
     balanced: bool | None = None
     n_iter: int = 30

@@ -5,10 +5,10 @@ The same tree as GAOQ without the global alignment: level 1 clusters all items i
 into ``b_l`` children and numbers them ``0..b_l-1`` in its clustering's own order, so
 "code 1" means an unrelated direction under every parent. With ``balanced=True`` (the
 default) every clustering is exactly balanced, as in GAOQ, so the local numbering is
-the only difference. The last level is derived as in GAOQ: the items sharing a prefix
-are numbered ``0, 1, ...`` by increasing distance to their prefix group's centroid, and
-its size is the largest prefix group. ``levels`` and ``branching`` mean what they mean
-for GAOQ (``branching`` lists ``b_1..b_{L-1}``, or "auto").
+the only difference. The last level is derived, its size the largest prefix group as
+in GAOQ, but numbered locally too: the items sharing a prefix get ``0, 1, ...`` by
+increasing distance to their prefix group's centroid. ``levels`` and ``branching``
+mean what they mean for GAOQ (``branching`` lists ``b_1..b_{L-1}``, or "auto").
 
 Encoding the fitted matrix returns the fitted assignment (balanced clusters are filled
 by capacity, not strictly by nearest centroid); other rows descend the tree to their
@@ -23,7 +23,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from .base import Quantizer
 from .codebook import as_tensor, digest, nearest_code
-from .gaoq import resolve_branching
+from .gaoq import GAOQ
 from .kmeans import balanced_kmeans, balanced_kmeans_batched, kmeans, kmeans_batched
 
 
@@ -71,8 +71,12 @@ class HierarchicalKMeans(Quantizer):
         device: str = "auto",
     ):
         super().__init__(seed=seed, device=device)
-        if levels < 2:
-            raise ConfigError(f"hkmeans: levels must be at least 2 (clusters plus the derived last level), got {levels}")
+        if not isinstance(levels, int) or levels < 2:
+            raise ConfigError(f"hkmeans: levels must be an integer >= 2 (clusters plus the derived last level), got {levels!r}")
+        if branching != "auto" and (not isinstance(branching, (list, tuple)) or len(branching) != levels - 1
+                                    or not all(isinstance(b, (int, np.integer)) and b >= 2 for b in branching)):
+            raise ConfigError(f"hkmeans: branching must be 'auto' or {levels - 1} integers >= 2 (one per level "
+                              f"before the derived last level), got {branching!r}")
         self.levels = levels
         self.branching = branching
         self.balanced = balanced
@@ -84,7 +88,7 @@ class HierarchicalKMeans(Quantizer):
 
     def _fit(self, X: np.ndarray) -> None:
         n = len(X)
-        self.branching_ = resolve_branching(self.branching, n, self.levels)
+        self.branching_ = GAOQ(levels=self.levels, branching=self.branching).resolve_branching(n)
         device = resolve_device(self.device)
         data = as_tensor(X, device)
         cluster = balanced_kmeans if self.balanced else kmeans

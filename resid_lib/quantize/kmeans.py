@@ -121,6 +121,29 @@ def balanced_kmeans_batched(
     return _lloyd(X, lengths, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
 
 
+def balanced_assignment(cost: torch.Tensor, *, tolerance: float = _EPS_FINAL) -> torch.Tensor:
+    """Assign n rows to k columns, sizes within one, minimising the total cost (the k-means
+    assignment step; see the module docstring).
+
+    Args:
+        cost: (n, k) cost of every row in every column, n >= k.
+        tolerance: price tolerance as a fraction of the mean gap between each row's best and
+            second-best cost; the total is within ``n * tolerance * gap`` of the optimum for
+            the chosen capacities (the ``n mod k`` most demanded columns take one row more).
+    Returns:
+        (n,) int64 column of every row.
+    """
+    if cost.ndim != 2:
+        raise DataError(f"balanced assignment: expected an (n, k) cost matrix, got shape {tuple(cost.shape)}")
+    n, k = cost.shape
+    _check_k(n, k, "the cost matrix")
+    prices = torch.zeros(1, k, dtype=torch.float64, device=cost.device)
+    prob = torch.zeros(n, dtype=torch.long, device=cost.device)
+    lengths = torch.tensor([n], device=cost.device)
+    labels, _ = _balanced_assign(cost, prob, lengths, prices, tolerance)
+    return labels
+
+
 def balanced_sizes(n: int, k: int) -> tuple[int, int]:
     """``(q, r)`` with ``n = q k + r``: r clusters hold q + 1 points, the others q."""
     return n // k, n % k
@@ -195,7 +218,7 @@ def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def _kmeanspp(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
     """Greedy k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d)."""
-    with _one_thread_on_cpu(X.device):
+    with single_thread_on_cpu(X.device):
         return _kmeanspp_loop(X, xx, valid, k, rng)
 
 
@@ -238,13 +261,13 @@ def _lloyd(
     Large problems (more than ``_SAMPLE_ROWS_PER_CLUSTER`` rows per cluster) are first
     clustered on a uniform sample of that size; its centroids and cluster prices start the
     iterations on all rows, which then need few steps. Small problems run single-threaded on
-    CPU (see :func:`_one_thread_on_cpu`).
+    CPU (see :func:`single_thread_on_cpu`).
     """
     if n_iter < 1:
         raise ConfigError(f"k-means: n_iter must be >= 1, got {n_iter}")
     P, m, d = X.shape
     if P * m * k * d <= _SMALL_WORK:
-        with _one_thread_on_cpu(X.device):
+        with single_thread_on_cpu(X.device):
             return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
     return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
 
@@ -387,16 +410,16 @@ def _balanced_assign(
     if prices.shape[1] == 1:
         return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
     market = _Market(D, prob, lengths, prices, rel_eps)
-    with _one_thread_on_cpu(D.device):
+    with single_thread_on_cpu(D.device):
         market.clear()
     return market.labels, prices
 
 
 @contextlib.contextmanager
-def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+def single_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
     """Run a loop of many small tensor operations single-threaded on CPU: per-operation
     thread synchronisation costs more than it saves there (far more on a busy machine)."""
-    if device.type != "cpu":
+    if torch.device(device).type != "cpu":
         yield
         return
     threads = torch.get_num_threads()
@@ -509,10 +532,10 @@ class _Market:
         stale = self.stale[members]
         delta = self.alt_val[members] - self.cur[members]
         if bool(stale.any()):
-            fresh = torch.where(stale, float("inf"), delta)
-            fresh_sorted = fresh[_segment_order(key, fresh)]
-            cut = torch.where(counts > over, starts + over, 0)  # the (excess + 1)-th position
-            threshold = torch.where(counts > over, fresh_sorted[cut], float("inf"))
+            fresh = torch.where(stale, delta.max() + 1, delta)  # stale rows sort after every fresh one
+            full = (over > 0).nonzero().squeeze(1)
+            threshold = torch.empty_like(self.prices).view(-1)
+            threshold[full] = fresh[_segment_order(key, fresh)][starts[full] + over[full]]  # (excess+1)-th
             todo = stale & (delta < threshold[key])
             self.refresh(members[todo])
             delta = self.alt_val[members] - self.cur[members]
@@ -521,10 +544,9 @@ class _Market:
 
 
 def _segment_order(key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Permutation sorting by (key, value) with one sort; inf values go last within their key."""
-    finite = torch.isfinite(value)
-    span = 2 * float(value[finite].abs().max()) + 2 if bool(finite.any()) else 2.0
-    return (key * span + value.clamp(max=span / 2)).argsort()
+    """Permutation sorting by (key, value), as one sort on the composite ``key * span + value``."""
+    span = 2 * float(value.abs().max()) + 2
+    return (key * span + value).argsort()
 
 
 def _row_prices(prices: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:

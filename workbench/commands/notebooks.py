@@ -79,4 +79,4 @@ def _lab(args: argparse.Namespace) -> int:
 
     cmd = [sys.executable, "-m", "jupyter", "lab", str(nb.NOTEBOOK_DIR)]
     print("starting:", " ".join(cmd))
-    return subprocess.call(cmd, env={**os.environ})
+    return subprocess.call(cmd, env={**os.environ, "PYTHONPATH": nb.kernel_pythonpath()})

@@ -1,0 +1,180 @@
+"""Plain, exactly balanced and batched k-means (resid_lib.quantize.kmeans)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from resid_lib.errors import ConfigError, DataError
+from resid_lib.quantize.kmeans import (
+    balanced_assignment,
+    balanced_kmeans,
+    balanced_kmeans_batched,
+    balanced_sizes,
+    kmeans,
+    kmeans_batched,
+    within_sse,
+)
+
+
+def blobs(n: int, d: int = 8, centers: int = 5, seed: int = 0, spread: float = 4.0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centers, d)) * spread
+    return torch.from_numpy((c[rng.integers(0, centers, n)] + rng.standard_normal((n, d))).astype(np.float32))
+
+
+def assert_balanced(labels: torch.Tensor, n: int, k: int) -> None:
+    sizes = torch.bincount(labels, minlength=k)
+    q, r = balanced_sizes(n, k)
+    assert len(sizes) == k
+    assert int(sizes.sum()) == n
+    assert sorted(sizes.tolist()) == [q] * (k - r) + [q + 1] * r
+
+
+@pytest.mark.parametrize("n,k", [(10, 1), (10, 10), (11, 3), (97, 8), (100, 7), (250, 16), (1000, 3)])
+def test_balanced_kmeans_sizes_differ_by_at_most_one(n, k):
+    X = blobs(n, seed=n + k)
+    centroids, labels = balanced_kmeans(X, k, seed=1)
+    assert centroids.shape == (k, X.shape[1]) and labels.shape == (n,) and labels.dtype == torch.int64
+    assert_balanced(labels, n, k)
+
+
+def test_balanced_kmeans_centroids_are_means_of_their_clusters():
+    X = blobs(300, seed=3)
+    centroids, labels = balanced_kmeans(X, 6)
+    for j in range(6):
+        torch.testing.assert_close(centroids[j], X[labels == j].mean(0), atol=1e-4, rtol=1e-4)
+
+
+def test_balanced_kmeans_on_balanced_blobs_finds_the_blobs():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((4, 6)) * 10
+    truth = np.repeat(np.arange(4), 50)
+    X = torch.from_numpy((centers[truth] + rng.standard_normal((200, 6))).astype(np.float32))
+    _, labels = balanced_kmeans(X, 4, seed=0)
+    # every found cluster is exactly one true blob
+    for j in range(4):
+        assert len(np.unique(truth[labels.numpy() == j])) == 1
+
+
+def test_same_seed_same_result_and_float64_input():
+    X = blobs(400, seed=5)
+    a = balanced_kmeans(X, 7, seed=3)
+    b = balanced_kmeans(X, 7, seed=3)
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+    c, labels = balanced_kmeans(X.double(), 7, seed=3)
+    assert c.dtype == torch.float64
+    assert_balanced(labels, 400, 7)
+
+
+def reference_balanced_cost(cost: np.ndarray) -> float:
+    """Optimal cost with sizes in {q, q+1}: each column expanded into q+1 slots, the first q mandatory."""
+    n, k = cost.shape
+    q, r = divmod(n, k)
+    big = cost.max() * n + 1.0
+    slots = [cost - big] * q + ([cost] if r else [])
+    expanded = np.concatenate(slots, axis=1)  # (n, k * (q + [r > 0]))
+    rows, cols = linear_sum_assignment(expanded)
+    return float(cost[rows, cols % k].sum())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_balanced_assignment_matches_slow_reference(seed):
+    """The fast price method against a Hungarian solve of the expanded capacity matrix."""
+    rng = np.random.default_rng(seed)
+    n, k = 24, 4  # divisible: the capacities are fixed, so the optimum is unique in cost
+    X, C = rng.standard_normal((n, 3)), rng.standard_normal((k, 3))
+    cost = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    labels = balanced_assignment(torch.from_numpy(cost), tolerance=1e-9).numpy()
+    assert_balanced(torch.from_numpy(labels), n, k)
+    ours = cost[np.arange(n), labels].sum()
+    assert ours == pytest.approx(reference_balanced_cost(cost), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("n,k", [(23, 4), (31, 6), (40, 7)])
+def test_balanced_assignment_with_remainder_is_near_optimal(n, k):
+    rng = np.random.default_rng(n)
+    cost = rng.random((n, k)) * 10
+    labels = balanced_assignment(torch.from_numpy(cost), tolerance=1e-9)
+    assert_balanced(labels, n, k)
+    ours = cost[np.arange(n), labels.numpy()].sum()
+    best = reference_balanced_cost(cost)
+    assert best - 1e-9 <= ours <= best * 1.02
+
+
+def test_default_tolerance_stays_close_to_optimal():
+    rng = np.random.default_rng(7)
+    cost = rng.random((60, 5)) * 3
+    labels = balanced_assignment(torch.from_numpy(cost))
+    assert_balanced(labels, 60, 5)
+    assert cost[np.arange(60), labels.numpy()].sum() <= reference_balanced_cost(cost) * 1.01
+
+
+def test_balanced_sse_close_to_unconstrained_on_balanced_data():
+    """On data whose natural clusters are equal-sized, balance costs (almost) nothing."""
+    rng = np.random.default_rng(1)
+    centers = rng.standard_normal((8, 16)) * 6
+    X = torch.from_numpy((centers[np.repeat(np.arange(8), 60)] + rng.standard_normal((480, 16))).astype(np.float32))
+    cb, lb = balanced_kmeans(X, 8, seed=0)
+    cp, lp = kmeans(X, 8, seed=0)
+    assert within_sse(X, cb, lb) <= within_sse(X, cp, lp) * 1.001
+
+
+def test_plain_kmeans_has_no_empty_clusters_and_lowers_sse():
+    X = blobs(500, centers=3, seed=2)  # fewer blobs than clusters
+    centroids, labels = kmeans(X, 10, seed=0)
+    assert torch.bincount(labels, minlength=10).min() >= 1
+    one, _ = kmeans(X, 1)
+    assert within_sse(X, centroids, labels) < within_sse(X, one, torch.zeros(500, dtype=torch.long))
+
+
+def test_batched_balanced_kmeans_handles_uneven_lengths():
+    rng = np.random.default_rng(4)
+    P, m, d, k = 5, 40, 6, 4
+    X = torch.from_numpy(rng.standard_normal((P, m, d)).astype(np.float32))
+    lengths = torch.tensor([40, 39, 17, 4, 25])
+    X[1, 39:] = float("nan")  # padding is never read
+    centroids, labels = balanced_kmeans_batched(X, k, lengths=lengths, seed=0)
+    assert centroids.shape == (P, k, d) and labels.shape == (P, m)
+    for p in range(P):
+        n = int(lengths[p])
+        assert (labels[p, n:] == -1).all()
+        assert_balanced(labels[p, :n], n, k)
+        for j in range(k):
+            torch.testing.assert_close(centroids[p, j], X[p, :n][labels[p, :n] == j].mean(0), atol=1e-4, rtol=1e-4)
+
+
+def test_batched_problems_are_independent_of_each_other():
+    """A problem's result does not depend on the data of the other problems in its batch."""
+    X = blobs(60, seed=8).reshape(2, 30, 8)
+    _, alone = balanced_kmeans_batched(X[:1], 3, seed=0)
+    other = X.clone()
+    other[1] = other[1] * 100 + 7
+    _, together = balanced_kmeans_batched(other, 3, seed=0)
+    assert torch.equal(alone[0], together[0])
+
+
+def test_plain_batched_kmeans():
+    X = blobs(90, seed=9).reshape(3, 30, 8)
+    centroids, labels = kmeans_batched(X, 4, lengths=torch.tensor([30, 20, 10]))
+    assert centroids.shape == (3, 4, 8)
+    assert (labels[1, 20:] == -1).all() and (labels[2, :10] >= 0).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    X = blobs(20)
+    with pytest.raises(DataError, match="fewer than the 30 clusters"):
+        balanced_kmeans(X, 30)
+    with pytest.raises(DataError, match="NaN or Inf"):
+        bad = X.clone()
+        bad[3, 1] = float("inf")
+        kmeans(bad, 2)
+    with pytest.raises(ConfigError, match="positive integer"):
+        balanced_kmeans(X, 0)
+    with pytest.raises(DataError, match="problem 1 of the batch"):
+        balanced_kmeans_batched(X.reshape(2, 10, 8), 5, lengths=torch.tensor([10, 3]))
+    with pytest.raises(DataError, match="2-D"):
+        kmeans(X[0], 2)
+    with pytest.raises(ConfigError, match="n_iter"):
+        kmeans(X, 2, n_iter=0)
