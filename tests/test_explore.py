@@ -164,7 +164,7 @@ def test_subset_tree_of_every_item_matches_the_quantize_tree(gaoq):
     reference = reference[reference["level"] <= 2].set_index("prefix")
     ours = subset_tree(table, table["item_index"].to_numpy(), ["cat_l1", "brand"], depth=2).set_index("prefix")
     assert sorted(ours.index) == sorted(reference.index)
-    for col in ("parent", "n_items", "cat_l1_share", "brand_share"):
+    for col in ("parent", "n_items", "cat_l1_top", "cat_l1_share", "brand_top", "brand_share"):
         assert ours[col].sort_index().tolist() == pytest.approx(reference[col].sort_index().tolist()) \
             if col.endswith("share") else ours[col].sort_index().tolist() == reference[col].sort_index().tolist()
 

@@ -90,16 +90,24 @@ def model_location(name: str) -> str:
     return str(path)
 
 
-def load_sentence_model(name: str, device: torch.device):
+def load_sentence_model(name: str, device: torch.device, *, show_progress: bool = True):
     """A SentenceTransformer loaded offline from :func:`model_location`."""
     location = model_location(name)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     try:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
     except ImportError:
         raise ConfigError(f"encode.method=text needs sentence-transformers; {INSTALL_HINT}") from None
-    return SentenceTransformer(location, device=str(device), local_files_only=True)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not show_progress:
+        hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(location, device=str(device), local_files_only=True)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
 
 class TextEncoder(Encoder):
@@ -117,7 +125,7 @@ class TextEncoder(Encoder):
             resume: bool = False) -> "TextEncoder":
         """Embed every item's text (the split is not used: text needs no interactions)."""
         texts = item_texts(dataset, self.cfg.text.fields)
-        model = load_sentence_model(self.cfg.text.model, self.device)
+        model = load_sentence_model(self.cfg.text.model, self.device, show_progress=self.progress)
         size = self.cfg.text.batch_size
         chunks = [texts[lo:lo + size] for lo in range(0, len(texts), size)]
         parts = [model.encode(chunk, batch_size=size, convert_to_numpy=True, show_progress_bar=False,

@@ -73,10 +73,11 @@ def subset_tree(table: pd.DataFrame, item_index: np.ndarray, fields: list[str], 
         values = sub[f].to_numpy()
         for level in range(1, codes.shape[1] + 1):
             keys = pd.Series(format_codes(codes[:, :level]))
-            counts = pd.DataFrame({"node": keys, "value": values}).dropna().value_counts(sort=True)
-            best = counts[~counts.index.get_level_values("node").duplicated()]
+            counts = pd.DataFrame({"node": keys, "value": values}).dropna().value_counts().rename("n").reset_index()
+            # most frequent value per node; ties go to the smallest value, as in resid_lib.quantize.tree
+            best = counts.sort_values(["node", "n", "value"], ascending=[True, False, True]).drop_duplicates("node")
             sizes = keys.value_counts()
-            for (node, value), n in best.items():
+            for node, value, n in best[["node", "value", "n"]].itertuples(index=False):
                 tops[node], shares[node] = value, n / sizes[node]
         nodes[f"{f}_top"] = nodes["prefix"].map(tops)
         nodes[f"{f}_share"] = nodes["prefix"].map(shares)

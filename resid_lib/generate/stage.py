@@ -18,6 +18,7 @@ import pandas as pd
 from ..data.dataset import Dataset
 from ..errors import DataError, RunDirError
 from ..io import atomic_path, write_json, write_parquet
+from ..pipeline import StageContext
 from .recommend import evaluate
 from .trainer import GeneratorTrainer
 from .trie import check_sids
@@ -60,7 +61,7 @@ def read_sids(path: str | Path, dataset: Dataset) -> np.ndarray:
         raise DataError(f"{path}: {exc}") from None
 
 
-def run_stage(ctx) -> None:
+def run_stage(ctx: StageContext) -> None:
     """Train, select on validation, rank valid and test users, write the G-stage artifacts."""
     cfg = ctx.config.generate
     out = ctx.run.stage_dir("generate")

@@ -47,6 +47,8 @@ _CANDIDATES = 8
 _SAMPLE_ROWS_PER_CLUSTER = 128
 #: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
 _SMALL_WORK = 2**30
+#: the auction hands over to shortest paths once the excess has not fallen for this many steps
+_STALL_STEPS = 3
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
@@ -487,11 +489,23 @@ class _Market:
         next member), and those members move to their cheapest other cluster at the new
         prices unless that one rose too and staying became cheaper. Every row stays within
         ``eps`` of its cheapest cluster and prices only rise, so the loop ends eps-optimal.
+        When the total excess has not fallen for ``_STALL_STEPS`` steps (a few units bouncing
+        between full clusters in small price steps, the auction's end game), the rest is
+        placed by :meth:`finish_by_shortest_paths`.
         """
         k, device = self.k, self.D.device
+        best_excess, stalled = None, 0
         for _ in range(_MAX_PRICE_STEPS):
             over = self.sizes - self.caps  # (P * k,)
-            if int(over.max()) <= 0:
+            excess = int(over.clamp(min=0).sum())
+            if excess == 0:
+                return
+            if best_excess is None or excess < best_excess:
+                best_excess, stalled = excess, 0
+            else:
+                stalled += 1
+            if stalled >= _STALL_STEPS:
+                self.finish_by_shortest_paths()
                 return
             members, delta, key, starts = self._cheapest_members(over)
             full = (over > 0).nonzero().squeeze(1)
@@ -515,6 +529,83 @@ class _Market:
             self.sizes.index_add_(0, old, torch.full_like(old, -1))
             self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
         raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
+
+    def finish_by_shortest_paths(self) -> None:
+        """Place the remaining excess along shortest paths in the cluster graph (exact, one unit
+        per problem per round; the successive-shortest-path method for min-cost flow).
+
+        Edge ``a -> b`` costs the cheapest price-adjusted move of one row from a to b,
+        ``W[a, b] = min_{i in a} (D[i, b] - D[i, a]) + p[b] - p[a]`` (>= 0 up to eps). Per round
+        and problem: Bellman-Ford distances ``dist`` from the over-full clusters, ``tau`` the
+        distance of the nearest under-full cluster ``t``; raising every price by
+        ``max(0, tau - dist)`` keeps all moves non-negative and makes the path to ``t``
+        free, and one row moves along each of its edges. The price-free part
+        ``W0[a, b] = min_{i in a} (D[i, b] - D[i, a])`` only changes for clusters whose rows
+        changed, so it is updated for the clusters on the paths only.
+        """
+        P, k, device = self.prices.shape[0], self.k, self.D.device
+        W0 = torch.full((P * k, k), float("inf"), dtype=torch.float64, device=device)
+        W0_row = torch.full((P * k, k), -1, dtype=torch.long, device=device)
+        self._cheapest_moves(torch.arange(self.D.shape[0], device=device), W0, W0_row)
+        batch = torch.arange(P, device=device)
+        no_move = torch.eye(k, dtype=torch.bool, device=device)
+        while True:
+            over = (self.sizes - self.caps).view(P, k)
+            active = (over > 0).any(1)
+            if not bool(active.any()):
+                return
+            prices = self.prices
+            W = (W0.view(P, k, k) + prices[:, None, :] - prices[:, :, None]).clamp(min=0)
+            W.masked_fill_(no_move, float("inf"))
+            dist = torch.where(over > 0, 0.0, float("inf")).to(torch.float64)
+            pred = torch.full((P, k), -1, dtype=torch.long, device=device)
+            for _ in range(k):  # Bellman-Ford; paths have at most k - 1 edges
+                via, arg = (dist[:, :, None] + W).min(1)
+                better = via < dist
+                if not bool(better.any()):
+                    break
+                dist = torch.where(better, via, dist)
+                pred = torch.where(better, arg, pred)
+            tau, target = torch.where(over < 0, dist, float("inf")).min(1)
+            tau = torch.where(active, tau, 0.0)
+            self.prices += (tau[:, None] - dist).clamp(min=0).nan_to_num(0.0, posinf=0.0)
+            # walk every active problem's path back from its target, moving one row per edge
+            node = torch.where(active, target, -1)
+            moved_rows, touched = [], []
+            while True:
+                walking = (node >= 0) & (pred[batch, node.clamp(min=0)] >= 0)
+                if not bool(walking.any()):
+                    break
+                p, b = batch[walking], node[walking]
+                a = pred[p, b]
+                rows = W0_row[p * k + a, b]
+                moved_rows.append((rows, p * k + a, p * k + b))
+                touched += [p * k + a, p * k + b]
+                node = torch.where(walking, pred[batch, node.clamp(min=0)], -1)
+            for rows, src, dst in moved_rows:
+                self.labels[rows] = dst % k
+                self.group[rows] = dst
+                self.sizes.index_add_(0, src, torch.full_like(src, -1))
+                self.sizes.index_add_(0, dst, torch.ones_like(dst))
+            touched = torch.unique(torch.cat(touched))
+            W0[touched] = float("inf")
+            W0_row[touched] = -1
+            in_touched = torch.zeros(P * k, dtype=torch.bool, device=device)
+            in_touched[touched] = True
+            self._cheapest_moves(in_touched[self.group].nonzero().squeeze(1), W0, W0_row)
+
+    def _cheapest_moves(self, rows: torch.Tensor, W0: torch.Tensor, W0_row: torch.Tensor) -> None:
+        """Fold ``rows`` into ``W0[a, b] = min (D[i, b] - D[i, a])`` over rows i of flat cluster a
+        (and the row attaining it, ``W0_row``)."""
+        if rows.numel() == 0:
+            return
+        d = self.D.index_select(0, rows).double()
+        diff = d - d.gather(1, self.labels[rows, None])  # (r, k); 0 in the row's own column
+        group = self.group[rows, None].expand_as(diff)
+        W0.scatter_reduce_(0, group, diff, reduce="amin")
+        hit = diff == W0.gather(0, group)
+        ids = torch.where(hit, rows[:, None], -1)
+        W0_row.scatter_reduce_(0, group, ids, reduce="amax")
 
     def _cheapest_members(self, over: torch.Tensor):
         """Members of over-full clusters sorted by (cluster, switching cost).

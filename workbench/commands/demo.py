@@ -12,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="demo", help="preset or YAML (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-app", action="store_true", help="do not start the app when the run is done")
+    p.add_argument("--port", type=int, help="port for the app (default: the first free one from 8501)")
     p.set_defaults(func=_demo)
 
 
@@ -36,4 +38,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"run {run.status}: {run.path}")
     for k, v in run.headline().items():
         print(f"  test {k:<10} {v:.4f}")
-    return 0
+    if args.no_app:
+        return 0
+    from workbench.commands.app import launch
+
+    return launch(args.out, args.port)
