@@ -5,8 +5,7 @@ SIDs) so the test exercises the orchestration and the real G-stage in seconds.
 """
 from __future__ import annotations
 
-import sys
-import types
+import importlib
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ TINY = ["generate.d_model=32", "generate.d_ff=64", "generate.encoder_layers=1", 
 
 @pytest.fixture
 def stand_in_stages(monkeypatch):
-    """Replace the encode and quantize stage modules; count their calls."""
+    """Replace the encode and quantize stages' entry points; count their calls."""
     calls = {"encode": 0, "quantize": 0}
 
     def encode(ctx):
@@ -51,9 +50,7 @@ def stand_in_stages(monkeypatch):
         write_parquet(ctx.run.file("quantize", "sids.parquet"), frame)
 
     for stage, fn in (("encode", encode), ("quantize", quantize)):
-        module = types.ModuleType(f"resid_lib.{stage}.stage")
-        module.run_stage = fn
-        monkeypatch.setitem(sys.modules, f"resid_lib.{stage}.stage", module)
+        monkeypatch.setattr(importlib.import_module(f"resid_lib.{stage}.stage"), "run_stage", fn)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield calls

@@ -47,8 +47,11 @@ _CANDIDATES = 8
 _SAMPLE_ROWS_PER_CLUSTER = 128
 #: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
 _SMALL_WORK = 2**30
-#: the auction hands over to shortest paths once the excess has not fallen for this many steps
+#: the auction hands over to shortest paths once the last this many steps ...
 _STALL_STEPS = 3
+#: ... left more than this fraction of the excess
+_STALL_RATIO = 0.5
+PULLS=[]
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
@@ -291,9 +294,11 @@ def _lloyd_run(
     if lengths is None:
         lengths = torch.full((P,), m, dtype=torch.long, device=device)
     valid = torch.arange(m, device=device)[None, :] < lengths[:, None]  # (P, m)
-    X = X * valid[:, :, None] if bool((lengths < m).any()) else X
+    padded = bool((lengths < m).any())
+    X = torch.where(valid[:, :, None], X, 0.0) if padded else X  # padding may hold anything
     mean = X.sum(1) / lengths[:, None]  # (P, d)
-    X = (X - mean[:, None, :]) * valid[:, :, None]
+    X = X - mean[:, None, :]
+    X = torch.where(valid[:, :, None], X, 0.0) if padded else X
     rng = np.random.default_rng(seed)
     chunk = chunk_size or _auto_chunk(m, k, d, P)
 
@@ -462,6 +467,8 @@ class _Market:
         self.sizes = torch.bincount(self.group, minlength=P * k)  # (P * k,)
         self.caps = _capacities(self.sizes.reshape(P, k), lengths).reshape(-1)
         self.stale = torch.zeros_like(self.labels, dtype=torch.bool)
+        self.lengths = lengths
+        self.slot = torch.arange(D.shape[0], device=D.device) - (torch.cumsum(lengths, 0) - lengths)[prob]
 
     def refresh(self, rows: torch.Tensor) -> None:
         """Recompute the cheapest other cluster of ``rows`` at the current prices."""
@@ -489,24 +496,22 @@ class _Market:
         next member), and those members move to their cheapest other cluster at the new
         prices unless that one rose too and staying became cheaper. Every row stays within
         ``eps`` of its cheapest cluster and prices only rise, so the loop ends eps-optimal.
-        When the total excess has not fallen for ``_STALL_STEPS`` steps (a few units bouncing
+        Once ``_STALL_STEPS`` steps have not halved the total excess (a few units bouncing
         between full clusters in small price steps, the auction's end game), the rest is
         placed by :meth:`finish_by_shortest_paths`.
         """
         k, device = self.k, self.D.device
-        best_excess, stalled = None, 0
+        history: list[int] = []  # total excess before every step
         for _ in range(_MAX_PRICE_STEPS):
             over = self.sizes - self.caps  # (P * k,)
-            excess = int(over.clamp(min=0).sum())
-            if excess == 0:
+            history.append(int(over.clamp(min=0).sum()))
+            if history[-1] == 0:
                 return
-            if best_excess is None or excess < best_excess:
-                best_excess, stalled = excess, 0
-            else:
-                stalled += 1
-            if stalled >= _STALL_STEPS:
-                self.finish_by_shortest_paths()
-                return
+            if len(history) > _STALL_STEPS and history[-1] > _STALL_RATIO * history[-1 - _STALL_STEPS]:
+                PULLS.append(history[-1])
+                self.pull_step()
+                history.clear()
+                continue
             members, delta, key, starts = self._cheapest_members(over)
             full = (over > 0).nonzero().squeeze(1)
             last = delta[starts[full] + over[full] - 1]
@@ -529,6 +534,59 @@ class _Market:
             self.sizes.index_add_(0, old, torch.full_like(old, -1))
             self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
         raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
+
+    def pull_step(self) -> None:
+        """Lower the price of every problem's most under-full cluster just enough that exactly
+        its deficit of rows (the cheapest to switch) move in (the reverse auction step).
+
+        Rows of a problem are contiguous, so the cheapest ``deficit + 1`` switching costs come
+        from one top-k on a padded (P, m) layout. Lowering a price can make that cluster
+        the cheapest alternative of other rows; their ``alt_*`` and candidate bounds are
+        lowered to match, so they stay lower bounds.
+        """
+        P, k, device = self.prices.shape[0], self.k, self.D.device
+        under = (self.caps - self.sizes).view(P, k)
+        deficit, j = under.max(1)
+        active = deficit > 0
+        if not bool(active.any()):
+            return
+        row_active = active[self.prob]
+        rows = row_active.nonzero().squeeze(1)
+        target = j[self.prob[rows]]
+        cost_j = self.D[rows, target].double() + self.prices[self.prob[rows], target]  # (r,)
+        switch = torch.where(self.labels[rows] == target, float("inf"), cost_j - self.cur[rows])
+        m = int(self.lengths.max())
+        padded = torch.full((P, m), float("inf"), dtype=torch.float64, device=device)
+        padded[self.prob[rows], self.slot[rows]] = switch
+        take = int(deficit.max()) + 1
+        cheapest, where = padded.topk(min(take, m), dim=1, largest=False)  # (P, take)
+        batch = torch.arange(P, device=device)
+        last = cheapest[batch, (deficit - 1).clamp(min=0)]
+        nxt = cheapest[batch, deficit.clamp(max=cheapest.shape[1] - 1)]
+        dec = last + torch.maximum(self.eps, ((nxt - last) / 2).nan_to_num(0.0, posinf=0.0))
+        dec = torch.where(active, dec, 0.0)
+        self.prices[batch, j] -= dec
+        # rows already in the lowered cluster get cheaper
+        inside = (self.labels == j[self.prob]) & row_active
+        self.cur[inside] -= dec[self.prob[inside]]
+        # movers: the deficit cheapest of every active problem
+        pick = torch.arange(cheapest.shape[1], device=device)[None, :] < deficit[:, None]
+        pick &= active[:, None] & torch.isfinite(cheapest)
+        first_row = torch.cumsum(self.lengths, 0) - self.lengths
+        movers = (first_row[:, None] + where)[pick]
+        old = self.group[movers]
+        self.labels[movers] = j[self.prob[movers]]
+        self.group[movers] = self.prob[movers] * k + self.labels[movers]
+        self.cur[movers] = self.D[movers, self.labels[movers]].double() + self.prices[self.prob[movers], self.labels[movers]]
+        self.stale[movers] = True
+        self.sizes.index_add_(0, old, torch.full_like(old, -1))
+        self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
+        # the lowered cluster may now be other rows' cheapest alternative (and undercut their bounds)
+        new_cost = cost_j - dec[self.prob[rows]]
+        cheaper = (new_cost < self.alt_val[rows]) & (self.labels[rows] != target)
+        self.alt_val[rows[cheaper]] = new_cost[cheaper]
+        self.alt_idx[rows[cheaper]] = target[cheaper]
+        self.beyond[rows] = torch.minimum(self.beyond[rows], new_cost)
 
     def finish_by_shortest_paths(self) -> None:
         """Place the remaining excess along shortest paths in the cluster graph (exact, one unit
