@@ -17,7 +17,7 @@ derived last level), or a trained model and its SIDs with ``--run RUN_DIR``.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import sys
 import time
@@ -77,7 +77,10 @@ def main() -> int:
     parser.add_argument("--beams", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=GenerateConfig.decode_batch_size)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not BEAUTY.is_dir():
         print(f"skip: {BEAUTY} not found (the real datasets live in ../shared/data)")
         return 0
@@ -101,10 +104,13 @@ def main() -> int:
           f"model {model_kind}; {torch.get_num_threads()} threads; {args.beams} beams, top 10")
 
     common = dict(max_items=max_items, beams=args.beams, top_k=10, batch_size=args.batch_size)
+    cpu0 = time.process_time()
     fast = recommend(model, trie, tokenizer, test.histories, precision=args.precision, progress=True,
                      desc=f"fast ({args.precision})", **common)
+    cpu1 = time.process_time()
     fast32 = recommend(model, trie, tokenizer, test.histories, precision="fp32", progress=True, desc="fast (fp32)",
                        **common)
+    cpu2 = time.process_time()
     precision_used = resolve_precision("cpu", args.precision)
 
     n_ref = min(args.reference_users, len(test))
@@ -117,25 +123,30 @@ def main() -> int:
                 children[tuple(row[:level])].append(row[level])
     item_of = {tuple(row): i for i, row in enumerate(sids.tolist())}
     histories = history_matrix([test.histories[i] for i in subset], max_items)
-    start = time.perf_counter()
+    start, cpu3 = time.perf_counter(), time.process_time()
     reference = [reference_rank(model, sids, tokenizer.histories(histories[j:j + 1]), args.beams, 10, children, item_of)
                  for j in range(n_ref)]
     ref_seconds = (time.perf_counter() - start) / n_ref * len(test)
+    ref_cpu = (time.process_time() - cpu3) / n_ref * len(test)
     agreement = float(np.mean([reference[j] == fast32.ranked[i].tolist() for j, i in enumerate(subset)]))
 
     result = {
         "users": len(test), "beams": args.beams, "top_k": 10, "threads": torch.get_num_threads(),
         "model": model_kind, "level_sizes": list(trie.level_sizes), "precision": precision_used,
         "fast_seconds": round(fast.seconds, 2), "fast_fp32_seconds": round(fast32.seconds, 2),
-        "reference_seconds_extrapolated": round(ref_seconds, 1), "reference_users_timed": n_ref,
+        "fast_cpu_seconds": round(cpu1 - cpu0, 2), "fast_fp32_cpu_seconds": round(cpu2 - cpu1, 2),
+        "reference_seconds_extrapolated": round(ref_seconds, 1), "reference_cpu_seconds_extrapolated": round(ref_cpu, 1),
+        "reference_users_timed": n_ref, "load_average": os.getloadavg()[0],
         "speedup": round(ref_seconds / fast.seconds, 1), "speedup_fp32": round(ref_seconds / fast32.seconds, 1),
         "invalid_rate": fast.invalid_rate, "reference_agreement_fp32": agreement,
         "machine": platform.processor() or platform.machine(),
     }
-    print(f"vectorised beam search ({precision_used}): {fast.seconds:8.1f} s for {len(test):,} users "
-          f"(aim: under 60 s); invalid {fast.invalid_rate:.1%}")
-    print(f"vectorised beam search (fp32):  {fast32.seconds:8.1f} s")
-    print(f"per-beam Python reference:      {ref_seconds:8.1f} s (timed on {n_ref} users, extrapolated)")
+    print(f"(wall seconds; CPU seconds of this process in brackets; load average {os.getloadavg()[0]:.1f})")
+    print(f"vectorised beam search ({precision_used}): {fast.seconds:8.1f} s [{cpu1 - cpu0:7.1f}] for {len(test):,} "
+          f"users (aim: under 60 s); invalid {fast.invalid_rate:.1%}")
+    print(f"vectorised beam search (fp32):  {fast32.seconds:8.1f} s [{cpu2 - cpu1:7.1f}]")
+    print(f"per-beam Python reference:      {ref_seconds:8.1f} s [{ref_cpu:7.1f}] (timed on {n_ref} users, "
+          f"extrapolated)")
     print(f"speed-up: {result['speedup']:.0f}x ({result['speedup_fp32']:.0f}x in fp32); "
           f"reference and fp32 rankings agree for {agreement:.0%} of the timed users")
     write_json(RESULTS, result)

@@ -47,11 +47,9 @@ _CANDIDATES = 8
 _SAMPLE_ROWS_PER_CLUSTER = 128
 #: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
 _SMALL_WORK = 2**30
-#: the auction hands over to shortest paths once the last this many steps ...
+#: the auction hands over to shortest paths once this many steps did not lower the excess
 _STALL_STEPS = 3
-#: ... left more than this fraction of the excess
-_STALL_RATIO = 0.5
-PULLS=[]
+
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
 #: price tolerance of the first Lloyd iteration, as a fraction of the mean best/second-best gap
@@ -357,10 +355,7 @@ def _iterate(
             labels, prices = _balanced_assign(D, prob, lengths, prices, rel_eps)
         else:
             labels = D.argmin(1)
-        batch_labels = torch.full((P * m,), -1, dtype=torch.long, device=device)
-        batch_labels[flat] = labels
-        batch_labels = batch_labels.reshape(P, m)
-        new_C = _centroids(X, batch_labels, k)
+        new_C = _centroids(Xv, prob, labels, P, k)
         if not balanced:
             new_C = _reseed_empty(Xv, prob, labels, new_C, P, k)
         shift = ((new_C - C) ** 2).sum((1, 2)).double()
@@ -370,18 +365,21 @@ def _iterate(
         prev_sse = sse
         if rel_eps <= _EPS_FINAL and bool(((shift <= tol) | stalled).all()):
             break
-    return C, batch_labels, prices
+    batch_labels = torch.full((P * m,), -1, dtype=torch.long, device=device)
+    batch_labels[flat] = labels
+    return C, batch_labels.reshape(P, m), prices
 
 
-def _centroids(X: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Cluster means as one batched matmul. X (P, m, d) zero-padded, labels (P, m) with -1 on
-    padding -> (P, k, d); empty clusters get 0."""
-    P, m, _ = X.shape
-    onehot = torch.zeros(P, k + 1, m, dtype=X.dtype, device=X.device)
-    onehot.scatter_(1, (labels % (k + 1))[:, None, :], 1.0)  # padding (-1) lands in the extra row k
-    onehot = onehot[:, :k]
-    counts = onehot.sum(2, keepdim=True)
-    return torch.bmm(onehot, X) / counts.clamp(min=1)
+def _centroids(Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, P: int, k: int) -> torch.Tensor:
+    """Cluster means. Xv (N, d) valid rows, prob/labels (N,) -> (P, k, d); empty clusters get 0.
+
+    ``index_add_`` runs single-threaded on CPU, where it is several times faster than threaded.
+    """
+    key = prob * k + labels
+    with single_thread_on_cpu(Xv.device):
+        sums = torch.zeros(P * k, Xv.shape[1], dtype=Xv.dtype, device=Xv.device).index_add_(0, key, Xv)
+    counts = torch.bincount(key, minlength=P * k).to(Xv.dtype)
+    return (sums / counts.clamp(min=1)[:, None]).reshape(P, k, -1)
 
 
 def _reseed_empty(
@@ -453,22 +451,29 @@ class _Market:
         P, k = prices.shape
         self.D, self.prob, self.prices, self.k = D, prob, prices, k
         t = min(k, _CANDIDATES)
-        near = (D + _row_prices(prices, prob)).topk(min(k, t + 1), dim=1, largest=False)
-        self.labels, self.cur = near.indices[:, 0].contiguous(), near.values[:, 0].contiguous()
-        self.alt_idx, self.alt_val = near.indices[:, 1].contiguous(), near.values[:, 1].contiguous()
-        # prices only rise, so a cluster outside a row's t cheapest now costs at least its (t+1)-th
-        self.cand_idx = near.indices[:, :t].contiguous()
+        # candidates in float32 (the bound below keeps exactness), costs in float64
+        near = (D + _row_prices(prices, prob).to(D.dtype)).topk(min(k, t + 1), dim=1, largest=False).indices
+        self.cand_idx = near[:, :t].contiguous()
         self.cand_d = D.gather(1, self.cand_idx)
-        self.beyond = near.values[:, t].contiguous() if k > t else torch.full_like(self.cur, float("inf"))
-        del near
+        cost = self.cand_d.double() + _gather_prices(prices, prob, self.cand_idx)
+        cost, order = cost.sort(1)
+        self.cand_idx, self.cand_d = self.cand_idx.gather(1, order), self.cand_d.gather(1, order)
+        self.labels, self.cur = self.cand_idx[:, 0].clone(), cost[:, 0].contiguous()
+        self.alt_idx, self.alt_val = self.cand_idx[:, 1].clone(), cost[:, 1].contiguous()
+        # prices only rise, so a cluster outside a row's t cheapest now costs at least its (t+1)-th
+        if k > t:
+            beyond = near[:, t : t + 1]
+            self.beyond = (D.gather(1, beyond).double() + _gather_prices(prices, prob, beyond)).squeeze(1)
+            self.beyond -= 1e-6 * self.beyond.abs() + 1e-12  # float32 ranking may be off by rounding
+        else:
+            self.beyond = torch.full_like(self.cur, float("inf"))
+        del near, cost
         gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, self.alt_val - self.cur)
         self.eps = rel_eps * gap / lengths + 1e-12  # (P,)
         self.group = prob * k + self.labels  # (N,) flat cluster id of every row
         self.sizes = torch.bincount(self.group, minlength=P * k)  # (P * k,)
         self.caps = _capacities(self.sizes.reshape(P, k), lengths).reshape(-1)
         self.stale = torch.zeros_like(self.labels, dtype=torch.bool)
-        self.lengths = lengths
-        self.slot = torch.arange(D.shape[0], device=D.device) - (torch.cumsum(lengths, 0) - lengths)[prob]
 
     def refresh(self, rows: torch.Tensor) -> None:
         """Recompute the cheapest other cluster of ``rows`` at the current prices."""
@@ -496,7 +501,7 @@ class _Market:
         next member), and those members move to their cheapest other cluster at the new
         prices unless that one rose too and staying became cheaper. Every row stays within
         ``eps`` of its cheapest cluster and prices only rise, so the loop ends eps-optimal.
-        Once ``_STALL_STEPS`` steps have not halved the total excess (a few units bouncing
+        Once ``_STALL_STEPS`` steps have not lowered the total excess (a few units bouncing
         between full clusters in small price steps, the auction's end game), the rest is
         placed by :meth:`finish_by_shortest_paths`.
         """
@@ -507,11 +512,9 @@ class _Market:
             history.append(int(over.clamp(min=0).sum()))
             if history[-1] == 0:
                 return
-            if len(history) > _STALL_STEPS and history[-1] > _STALL_RATIO * history[-1 - _STALL_STEPS]:
-                PULLS.append(history[-1])
-                self.pull_step()
-                history.clear()
-                continue
+            if len(history) > _STALL_STEPS and history[-1] >= history[-1 - _STALL_STEPS]:
+                self.finish_by_shortest_paths()
+                return
             members, delta, key, starts = self._cheapest_members(over)
             full = (over > 0).nonzero().squeeze(1)
             last = delta[starts[full] + over[full] - 1]
@@ -535,59 +538,6 @@ class _Market:
             self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
         raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
 
-    def pull_step(self) -> None:
-        """Lower the price of every problem's most under-full cluster just enough that exactly
-        its deficit of rows (the cheapest to switch) move in (the reverse auction step).
-
-        Rows of a problem are contiguous, so the cheapest ``deficit + 1`` switching costs come
-        from one top-k on a padded (P, m) layout. Lowering a price can make that cluster
-        the cheapest alternative of other rows; their ``alt_*`` and candidate bounds are
-        lowered to match, so they stay lower bounds.
-        """
-        P, k, device = self.prices.shape[0], self.k, self.D.device
-        under = (self.caps - self.sizes).view(P, k)
-        deficit, j = under.max(1)
-        active = deficit > 0
-        if not bool(active.any()):
-            return
-        row_active = active[self.prob]
-        rows = row_active.nonzero().squeeze(1)
-        target = j[self.prob[rows]]
-        cost_j = self.D[rows, target].double() + self.prices[self.prob[rows], target]  # (r,)
-        switch = torch.where(self.labels[rows] == target, float("inf"), cost_j - self.cur[rows])
-        m = int(self.lengths.max())
-        padded = torch.full((P, m), float("inf"), dtype=torch.float64, device=device)
-        padded[self.prob[rows], self.slot[rows]] = switch
-        take = int(deficit.max()) + 1
-        cheapest, where = padded.topk(min(take, m), dim=1, largest=False)  # (P, take)
-        batch = torch.arange(P, device=device)
-        last = cheapest[batch, (deficit - 1).clamp(min=0)]
-        nxt = cheapest[batch, deficit.clamp(max=cheapest.shape[1] - 1)]
-        dec = last + torch.maximum(self.eps, ((nxt - last) / 2).nan_to_num(0.0, posinf=0.0))
-        dec = torch.where(active, dec, 0.0)
-        self.prices[batch, j] -= dec
-        # rows already in the lowered cluster get cheaper
-        inside = (self.labels == j[self.prob]) & row_active
-        self.cur[inside] -= dec[self.prob[inside]]
-        # movers: the deficit cheapest of every active problem
-        pick = torch.arange(cheapest.shape[1], device=device)[None, :] < deficit[:, None]
-        pick &= active[:, None] & torch.isfinite(cheapest)
-        first_row = torch.cumsum(self.lengths, 0) - self.lengths
-        movers = (first_row[:, None] + where)[pick]
-        old = self.group[movers]
-        self.labels[movers] = j[self.prob[movers]]
-        self.group[movers] = self.prob[movers] * k + self.labels[movers]
-        self.cur[movers] = self.D[movers, self.labels[movers]].double() + self.prices[self.prob[movers], self.labels[movers]]
-        self.stale[movers] = True
-        self.sizes.index_add_(0, old, torch.full_like(old, -1))
-        self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
-        # the lowered cluster may now be other rows' cheapest alternative (and undercut their bounds)
-        new_cost = cost_j - dec[self.prob[rows]]
-        cheaper = (new_cost < self.alt_val[rows]) & (self.labels[rows] != target)
-        self.alt_val[rows[cheaper]] = new_cost[cheaper]
-        self.alt_idx[rows[cheaper]] = target[cheaper]
-        self.beyond[rows] = torch.minimum(self.beyond[rows], new_cost)
-
     def finish_by_shortest_paths(self) -> None:
         """Place the remaining excess along shortest paths in the cluster graph (exact, one unit
         per problem per round; the successive-shortest-path method for min-cost flow).
@@ -597,14 +547,13 @@ class _Market:
         and problem: Bellman-Ford distances ``dist`` from the over-full clusters, ``tau`` the
         distance of the nearest under-full cluster ``t``; raising every price by
         ``max(0, tau - dist)`` keeps all moves non-negative and makes the path to ``t``
-        free, and one row moves along each of its edges. The price-free part
+        free, and one row (the cheapest) moves along each of its edges. The price-free part
         ``W0[a, b] = min_{i in a} (D[i, b] - D[i, a])`` only changes for clusters whose rows
         changed, so it is updated for the clusters on the paths only.
         """
         P, k, device = self.prices.shape[0], self.k, self.D.device
-        W0 = torch.full((P * k, k), float("inf"), dtype=torch.float64, device=device)
-        W0_row = torch.full((P * k, k), -1, dtype=torch.long, device=device)
-        self._cheapest_moves(torch.arange(self.D.shape[0], device=device), W0, W0_row)
+        W0 = torch.full((P * k, k), float("inf"), dtype=self.D.dtype, device=device)
+        self._cheapest_moves(None, W0)
         batch = torch.arange(P, device=device)
         no_move = torch.eye(k, dtype=torch.bool, device=device)
         while True:
@@ -613,7 +562,7 @@ class _Market:
             if not bool(active.any()):
                 return
             prices = self.prices
-            W = (W0.view(P, k, k) + prices[:, None, :] - prices[:, :, None]).clamp(min=0)
+            W = (W0.view(P, k, k).double() + prices[:, None, :] - prices[:, :, None]).clamp(min=0)
             W.masked_fill_(no_move, float("inf"))
             dist = torch.where(over > 0, 0.0, float("inf")).to(torch.float64)
             pred = torch.full((P, k), -1, dtype=torch.long, device=device)
@@ -627,43 +576,50 @@ class _Market:
             tau, target = torch.where(over < 0, dist, float("inf")).min(1)
             tau = torch.where(active, tau, 0.0)
             self.prices += (tau[:, None] - dist).clamp(min=0).nan_to_num(0.0, posinf=0.0)
-            # walk every active problem's path back from its target, moving one row per edge
+            # walk every active problem's path back from its target; one row moves per edge
             node = torch.where(active, target, -1)
-            moved_rows, touched = [], []
+            moves, touched = [], []
             while True:
                 walking = (node >= 0) & (pred[batch, node.clamp(min=0)] >= 0)
                 if not bool(walking.any()):
                     break
-                p, b = batch[walking], node[walking]
-                a = pred[p, b]
-                rows = W0_row[p * k + a, b]
-                moved_rows.append((rows, p * k + a, p * k + b))
-                touched += [p * k + a, p * k + b]
+                src = torch.where(walking, batch * k + pred[batch, node.clamp(min=0)], -1)
+                rows = self._cheapest_row(src, node)
+                moves.append((rows, src[walking], batch[walking] * k + node[walking]))
+                touched += [moves[-1][1], moves[-1][2]]
                 node = torch.where(walking, pred[batch, node.clamp(min=0)], -1)
-            for rows, src, dst in moved_rows:
+            for rows, src, dst in moves:
                 self.labels[rows] = dst % k
                 self.group[rows] = dst
                 self.sizes.index_add_(0, src, torch.full_like(src, -1))
                 self.sizes.index_add_(0, dst, torch.ones_like(dst))
             touched = torch.unique(torch.cat(touched))
             W0[touched] = float("inf")
-            W0_row[touched] = -1
             in_touched = torch.zeros(P * k, dtype=torch.bool, device=device)
             in_touched[touched] = True
-            self._cheapest_moves(in_touched[self.group].nonzero().squeeze(1), W0, W0_row)
+            self._cheapest_moves(in_touched[self.group].nonzero().squeeze(1), W0)
 
-    def _cheapest_moves(self, rows: torch.Tensor, W0: torch.Tensor, W0_row: torch.Tensor) -> None:
-        """Fold ``rows`` into ``W0[a, b] = min (D[i, b] - D[i, a])`` over rows i of flat cluster a
-        (and the row attaining it, ``W0_row``)."""
-        if rows.numel() == 0:
+    def _cheapest_moves(self, rows: torch.Tensor | None, W0: torch.Tensor) -> None:
+        """Fold ``rows`` (None: all) into ``W0[a, b] = min (D[i, b] - D[i, a])`` over rows i of
+        flat cluster a."""
+        if rows is not None and rows.numel() == 0:
             return
-        d = self.D.index_select(0, rows).double()
-        diff = d - d.gather(1, self.labels[rows, None])  # (r, k); 0 in the row's own column
-        group = self.group[rows, None].expand_as(diff)
-        W0.scatter_reduce_(0, group, diff, reduce="amin")
-        hit = diff == W0.gather(0, group)
-        ids = torch.where(hit, rows[:, None], -1)
-        W0_row.scatter_reduce_(0, group, ids, reduce="amax")
+        d = self.D if rows is None else self.D.index_select(0, rows)
+        labels, group = (self.labels, self.group) if rows is None else (self.labels[rows], self.group[rows])
+        diff = d - d.gather(1, labels[:, None])  # (r, k); 0 in the row's own column
+        W0.scatter_reduce_(0, group[:, None].expand_as(diff), diff, reduce="amin")
+
+    def _cheapest_row(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Per problem with ``src[p] >= 0``: the row of flat cluster ``src[p]`` that moves to local
+        cluster ``dst[p]`` most cheaply (``argmin D[i, dst] - D[i, src]``). -> (active problems,)."""
+        P = src.shape[0]
+        rows = (self.group == src[self.prob]).nonzero().squeeze(1)
+        p = self.prob[rows]
+        cost = self.D[rows, dst[p]] - self.D[rows, self.labels[rows]]
+        best = torch.full((P,), float("inf"), dtype=cost.dtype, device=cost.device).scatter_reduce_(0, p, cost, reduce="amin")
+        pick = torch.full((P,), -1, dtype=torch.long, device=cost.device)
+        pick.scatter_reduce_(0, p, torch.where(cost == best[p], rows, -1), reduce="amax")
+        return pick[src >= 0]
 
     def _cheapest_members(self, over: torch.Tensor):
         """Members of over-full clusters sorted by (cluster, switching cost).
@@ -696,6 +652,13 @@ def _segment_order(key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """Permutation sorting by (key, value), as one sort on the composite ``key * span + value``."""
     span = 2 * float(value.abs().max()) + 2
     return (key * span + value).argsort()
+
+
+def _gather_prices(prices: torch.Tensor, prob: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Prices of clusters ``idx`` (N, t) in each row's problem -> (N, t) float64."""
+    if prices.shape[0] == 1:
+        return prices[0][idx]
+    return prices.view(-1)[prob[:, None] * prices.shape[1] + idx]
 
 
 def _row_prices(prices: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
