@@ -6,8 +6,11 @@ reached them.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,6 +89,16 @@ def test_the_kernel_the_notebooks_name_runs_this_environment():
     assert "python3" in KernelSpecManager().find_kernel_specs()
     command = KernelManager(kernel_name="python3").format_kernel_cmd()
     assert Path(command[0]).resolve() == Path(sys.executable).resolve()
+
+
+def test_lab_opens_the_notebooks_with_the_project_importable(monkeypatch):
+    launched = {}
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: launched.update(cmd=cmd, env=env) or 0)
+    assert main(["notebooks", "lab"]) == 0
+    assert launched["cmd"][:4] == [sys.executable, "-m", "jupyter", "lab"]
+    assert Path(launched["cmd"][4]) == nb.NOTEBOOK_DIR
+    assert launched["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(nb.NOTEBOOK_DIR.parent)
+    assert importlib.util.find_spec("jupyterlab") is not None
 
 
 # ------------------------------------------------------------------- execution
