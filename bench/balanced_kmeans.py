@@ -44,8 +44,11 @@ def clustered_data(n: int, d: int = 640, components: int = 200, seed: int = 0) -
     weights = 1.0 / np.arange(1, components + 1) ** 0.7
     member = rng.choice(components, size=n, p=weights / weights.sum())
     spread = rng.uniform(0.4, 1.0, size=components).astype(np.float32)
-    noise = rng.standard_normal((n, d), dtype=np.float32)
-    return centers[member] + spread[member, None] * noise
+    X = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 8192):  # in blocks: no temporaries the size of X
+        rows = member[start : start + 8192]
+        X[start : start + len(rows)] = centers[rows] + spread[rows, None] * rng.standard_normal((len(rows), d), dtype=np.float32)
+    return X
 
 
 def peak_rss_gib() -> float:

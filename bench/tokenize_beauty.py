@@ -1,19 +1,16 @@
 """Tokenization on Amazon Beauty: GAOQ vs RQ-VAE vs GAOQ on k-means-constrained, and every quantizer's diagnostics.
 
-Times, in one process and on the same threads, the fit + encode of
-
-- GAOQ (this project's torch balanced k-means),
-- RQ-VAE (TIGER's tokenizer, this project's defaults),
-- the same GAOQ with its balanced clusterings done by ``k-means-constrained``
-  (``KMeansConstrained(size_min=floor(n/k), size_max=ceil(n/k))``, the package the
-  official ReSID code uses; one initialisation and as many iterations as GAOQ's k-means),
-
-and prints each time beside GAOQ's as a ratio (the paper: RQ-VAE 4.4x slower than
-GAOQ). Then it tokenizes with every quantizer (GAOQ with random and learned anchors,
-hierarchical k-means, residual k-means plain and balanced, PQ, RQ-VAE) and prints the
-diagnostics table (``resid_lib.quantize.diagnostics``): collisions, per-level
-utilization and entropy, reconstruction error, directional coherence and
-history/target prefix overlap on the test split.
+Tokenizes, in one process and on the same threads, with every quantizer through the
+quantize stage's own code path: GAOQ (this project's torch balanced k-means), the same
+GAOQ with its balanced clusterings done by ``k-means-constrained``
+(``KMeansConstrained(size_min=floor(n/k), size_max=ceil(n/k))``, the package the official
+ReSID code uses; one initialisation and as many iterations as GAOQ's k-means), RQ-VAE
+(TIGER's tokenizer, this project's defaults), GAOQ with learned anchors, hierarchical
+k-means, residual k-means plain and balanced, and PQ. Prints the diagnostics table
+(``resid_lib.quantize.diagnostics``: collisions, per-level utilization and entropy,
+reconstruction error, directional coherence, history/target overlap on the test split:
+level-1 code, level-2 code and level-2 prefix share), then the fit + encode wall time of
+GAOQ on k-means-constrained and of RQ-VAE as ratios to GAOQ's (the paper: RQ-VAE 4.4x).
 
 Embeddings: ``RUN_DIR/encode/item_embeddings.npy`` when a path is given, else a
 stand-in built from the Beauty catalog (concatenated random per-field embedding
@@ -120,11 +117,12 @@ def diagnostics_row(name: str, diag: dict) -> str:
     ent = "/".join(f"{p['entropy']:.1f}:{p['max_entropy']:.1f}" for p in per if not p["dedup"])
     cond = "/".join(f"{p['conditional_entropy']:.2f}" for p in per)
     overlap = diag["history_target_overlap"]
-    prefix = "/".join(f"{o['prefix_share']:.3f}" for o in overlap[:2]) if overlap else "-"
+    # level-2 code share depends on what a code means across parents; prefix shares only on the partition
+    shares = f"{overlap[0]['code_share']:.3f}/{overlap[1]['code_share']:.3f}/{overlap[1]['prefix_share']:.3f}" if overlap else "-"
     fmt = lambda v: "-" if v is None else f"{v:.3f}"
     return (f"{name:<18}{diag['seconds']['fit'] + diag['seconds']['encode']:>8.1f}{diag['sid_length']:>4}"
             f"{diag['collisions']['rate']:>8.2%}{diag['collisions']['max_group']:>5}  {util:<16}{ent:<24}{cond:<24}"
-            f"{fmt(diag['reconstruction_error']):>7}{fmt(diag['directional_coherence']):>8}  {prefix}")
+            f"{fmt(diag['reconstruction_error']):>7}{fmt(diag['directional_coherence']):>8}  {shares}")
 
 
 def main() -> int:
@@ -173,7 +171,7 @@ def main() -> int:
     if args.skip_kmc:
         del variants["gaoq-kmc"]
     print(f"\n{'quantizer':<18}{'sec':>8}{'len':>4}{'collide':>8}{'max':>5}  {'utilization':<16}{'H:log2 b':<24}"
-          f"{'H(c_l|c<l)':<24}{'recon':>7}{'coher':>8}  prefix overlap l1/l2")
+          f"{'H(c_l|c<l)':<24}{'recon':>7}{'coher':>8}  overlap c1/c2/c1c2")
     diagnostics, timings = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in variants.items():

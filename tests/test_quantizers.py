@@ -21,7 +21,7 @@ SMALL = {
     "hkmeans": dict(branching=[4, 5]),
     "rqkmeans": dict(codebook_size=8),
     "pq": dict(levels=4, codebook_size=8),
-    "rqvae": dict(codebook_size=8, epochs=8, hidden_dims=[32], latent_dim=8, batch_size=200),
+    "rqvae": dict(codebook_size=8, epochs=6, hidden_dims=[32], latent_dim=8, batch_size=600),
 }
 LEVELS = {"gaoq": 3, "hkmeans": 3, "rqkmeans": 3, "pq": 4, "rqvae": 3}
 
@@ -163,7 +163,7 @@ def test_hkmeans_routes_new_rows_to_nearest_centroids(X):
 
 
 def test_rqvae_resumes_exactly_from_its_checkpoint(X, tmp_path, monkeypatch):
-    settings = dict(codebook_size=8, epochs=14, hidden_dims=[32], latent_dim=8, batch_size=200, seed=5, device="cpu")
+    settings = dict(codebook_size=8, epochs=12, hidden_dims=[32], latent_dim=8, batch_size=300, seed=5, device="cpu")
     full = RQVAE(**settings).fit(X)
     path = tmp_path / "ckpt.pt"
     from resid_lib.quantize import rqvae

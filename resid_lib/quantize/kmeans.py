@@ -61,7 +61,7 @@ _EPS_FINAL = 0.05
 #: Lloyd stops once the squared centroid shift is below this times the mean per-dimension variance ...
 _TOL = 1e-4
 #: ... or the within-cluster sum of squares improved by less than this fraction
-_RTOL = 1e-4
+_RTOL = 1e-3
 
 
 def kmeans(
@@ -154,7 +154,11 @@ def balanced_sizes(n: int, k: int) -> tuple[int, int]:
 
 def within_sse(X: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> float:
     """Within-cluster sum of squared distances. X (n, d), centroids (k, d), labels (n,)."""
-    return float(((X.double() - centroids.double()[labels]) ** 2).sum())
+    total = 0.0
+    for start in range(0, X.shape[0], 8192):
+        rows = slice(start, start + 8192)
+        total += float(((X[rows].double() - centroids.double()[labels[rows]]) ** 2).sum())
+    return total
 
 
 # ------------------------------------------------------------------ validation
@@ -203,6 +207,11 @@ def _check_batch(X: torch.Tensor, k: int, lengths: torch.Tensor | None) -> torch
 def _auto_chunk(m: int, k: int, d: int, P: int) -> int:
     """Rows per distance block so one block's temporaries stay near 64M floats."""
     return max(1, min(m, (64 * 2**20) // max(1, P * max(k, d))))
+
+
+def _squared_norms(X: torch.Tensor) -> torch.Tensor:
+    """Squared norms over the last dimension, without a temporary the size of X."""
+    return torch.linalg.vector_norm(X, dim=-1) ** 2
 
 
 def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -306,11 +315,11 @@ def _lloyd_run(
         rows = keys.argsort(dim=1)[:, :limit]
         Xs = X[torch.arange(P, device=device)[:, None], rows]
         sample_lengths = lengths.clamp(max=limit)
-        C = _kmeanspp(Xs, (Xs * Xs).sum(-1), valid[torch.arange(P, device=device)[:, None], rows], k, rng)
+        C = _kmeanspp(Xs, _squared_norms(Xs), valid[torch.arange(P, device=device)[:, None], rows], k, rng)
         C, _, prices = _iterate(Xs, sample_lengths, C, None, k, balanced, n_iter, _EPS_START, chunk)
         eps_start = _EPS_WARM
     else:
-        C, prices, eps_start = _kmeanspp(X, (X * X).sum(-1), valid, k, rng), None, _EPS_START
+        C, prices, eps_start = _kmeanspp(X, _squared_norms(X), valid, k, rng), None, _EPS_START
     C, labels, _ = _iterate(X, lengths, C, prices, k, balanced, n_iter, eps_start, chunk)
     return (C + mean[:, None, :]).to(out_dtype), labels
 
@@ -341,7 +350,7 @@ def _iterate(
     flat = (torch.arange(m, device=device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)
     prob = flat // m  # problem of every valid row
     Xv = X.reshape(P * m, d).index_select(0, flat) if padded else X.reshape(P * m, d)
-    xx = (Xv * Xv).sum(1)
+    xx = _squared_norms(Xv)
     base = torch.zeros(P, dtype=torch.float64, device=device).index_add_(0, prob, xx.double())
     tol = _TOL * base / lengths / d
     if prices is None:
@@ -554,6 +563,7 @@ class _Market:
         P, k, device = self.prices.shape[0], self.k, self.D.device
         W0 = torch.full((P * k, k), float("inf"), dtype=self.D.dtype, device=device)
         self._cheapest_moves(None, W0)
+        self._index_members()
         batch = torch.arange(P, device=device)
         no_move = torch.eye(k, dtype=torch.bool, device=device)
         while True:
@@ -593,11 +603,10 @@ class _Market:
                 self.group[rows] = dst
                 self.sizes.index_add_(0, src, torch.full_like(src, -1))
                 self.sizes.index_add_(0, dst, torch.ones_like(dst))
+                self.moved = torch.cat([self.moved, rows])
             touched = torch.unique(torch.cat(touched))
             W0[touched] = float("inf")
-            in_touched = torch.zeros(P * k, dtype=torch.bool, device=device)
-            in_touched[touched] = True
-            self._cheapest_moves(in_touched[self.group].nonzero().squeeze(1), W0)
+            self._cheapest_moves(self._members_of(touched), W0)
 
     def _cheapest_moves(self, rows: torch.Tensor | None, W0: torch.Tensor) -> None:
         """Fold ``rows`` (None: all) into ``W0[a, b] = min (D[i, b] - D[i, a])`` over rows i of
@@ -609,11 +618,29 @@ class _Market:
         diff = d - d.gather(1, labels[:, None])  # (r, k); 0 in the row's own column
         W0.scatter_reduce_(0, group[:, None].expand_as(diff), diff, reduce="amin")
 
+    def _index_members(self) -> None:
+        """Rows sorted by flat cluster (``by_cluster``, with ``first``/``count`` per cluster), and
+        ``moved``, the rows that changed cluster since; together they list any cluster's rows
+        without a pass over all rows (see :meth:`_members_of`)."""
+        self.by_cluster = torch.argsort(self.group)
+        self.count = torch.bincount(self.group, minlength=self.sizes.numel())
+        self.first = torch.cumsum(self.count, 0) - self.count
+        self.moved = self.group.new_empty(0)
+
+    def _members_of(self, clusters: torch.Tensor) -> torch.Tensor:
+        """Rows now in the flat ``clusters`` (distinct ids)."""
+        count = self.count[clusters]
+        offset = torch.arange(int(count.sum()), device=count.device) - (torch.cumsum(count, 0) - count).repeat_interleave(count)
+        rows = torch.cat([self.by_cluster[self.first[clusters].repeat_interleave(count) + offset], self.moved.unique()])
+        wanted = torch.zeros(self.sizes.numel(), dtype=torch.bool, device=rows.device)
+        wanted[clusters] = True
+        return rows[wanted[self.group[rows]]].unique()
+
     def _cheapest_row(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """Per problem with ``src[p] >= 0``: the row of flat cluster ``src[p]`` that moves to local
         cluster ``dst[p]`` most cheaply (``argmin D[i, dst] - D[i, src]``). -> (active problems,)."""
         P = src.shape[0]
-        rows = (self.group == src[self.prob]).nonzero().squeeze(1)
+        rows = self._members_of(src[src >= 0])
         p = self.prob[rows]
         cost = self.D[rows, dst[p]] - self.D[rows, self.labels[rows]]
         best = torch.full((P,), float("inf"), dtype=cost.dtype, device=cost.device).scatter_reduce_(0, p, cost, reduce="amin")
