@@ -17,13 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"workbench.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"workbench.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"workbench.commands.{name}").register(sub)
     return parser
 
 
