@@ -41,10 +41,12 @@ import torch
 
 from ..errors import ConfigError, DataError
 
-#: nearest clusters tried first when a row looks for its cheapest other cluster
+#: cheapest clusters (at least; k / 8 for large k) tried first when a row looks for its next best
 _CANDIDATES = 8
 #: problems with more rows than this per cluster are first clustered on a sample of that size
 _SAMPLE_ROWS_PER_CLUSTER = 128
+#: k-means++ tries several candidates per seed only when clusters average this many rows
+_GREEDY_MIN_ROWS = 32
 #: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
 _SMALL_WORK = 2**30
 #: the auction hands over to shortest paths once this many steps did not lower the excess
@@ -229,17 +231,26 @@ def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
 
 
 def _kmeanspp(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d)."""
+    """k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d).
+
+    Greedy (``2 + ln k`` candidates per seed, the one lowering the potential most wins) when
+    clusters will be large; plain (one candidate) when they average fewer than
+    ``_GREEDY_MIN_ROWS`` rows, where extra candidates barely change the seeds. Runs
+    single-threaded on CPU (a loop of k small steps).
+    """
+    P, m, d = X.shape
+    n_trials = 2 + int(math.log(k)) if m >= _GREEDY_MIN_ROWS * k else 1
     with single_thread_on_cpu(X.device):
-        return _kmeanspp_loop(X, xx, valid, k, rng)
+        return _kmeanspp_loop(X, xx, valid, k, rng, n_trials)
 
 
-def _kmeanspp_loop(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
+def _kmeanspp_loop(
+    X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator, n_trials: int
+) -> torch.Tensor:
     P, m, d = X.shape
     device = X.device
     lengths = valid.sum(1)
     batch = torch.arange(P, device=device)
-    n_trials = 2 + int(math.log(k))
     first = torch.as_tensor(rng.random(P), dtype=torch.float64, device=device)
     first = torch.clamp((first * lengths).long(), max=m - 1)
     C = torch.empty(P, k, d, dtype=X.dtype, device=device)
@@ -339,9 +350,9 @@ def _iterate(
 
     The price tolerance of the balanced assignment starts at ``eps_start`` and halves every
     iteration down to ``_EPS_FINAL``: early assignments need not be exact. Stops once the
-    tolerance is final and, in every problem, the squared centroid shift is below ``_TOL``
-    times the mean per-dimension variance (the scikit-learn criterion) or the within-cluster
-    sum of squares improved by less than ``_RTOL``.
+    tolerance is final and the squared centroid shift (summed over the batch) is below
+    ``_TOL`` times the mean per-dimension variance per problem (the scikit-learn criterion)
+    or the within-cluster sum of squares of the batch improved by less than ``_RTOL``.
     Returns centroids (P, k, d), labels (P, m) with -1 on padding, prices (P, k).
     """
     P, m, d = X.shape
@@ -350,12 +361,11 @@ def _iterate(
     flat = (torch.arange(m, device=device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)
     prob = flat // m  # problem of every valid row
     Xv = X.reshape(P * m, d).index_select(0, flat) if padded else X.reshape(P * m, d)
-    xx = _squared_norms(Xv)
-    base = torch.zeros(P, dtype=torch.float64, device=device).index_add_(0, prob, xx.double())
-    tol = _TOL * base / lengths / d
+    base = float(_squared_norms(Xv).double().sum())  # sse = base + the chosen entries of D
+    tol = _TOL * base / float(lengths.sum()) / d * P
     if prices is None:
         prices = torch.zeros(P, k, dtype=torch.float64, device=device)
-    prev_sse = torch.full_like(base, float("inf"))
+    prev_sse = float("inf")
     for it in range(n_iter):
         D = _distances(X, C, chunk).reshape(P * m, k)
         D = D.index_select(0, flat) if padded else D
@@ -367,12 +377,12 @@ def _iterate(
         new_C = _centroids(Xv, prob, labels, P, k)
         if not balanced:
             new_C = _reseed_empty(Xv, prob, labels, new_C, P, k)
-        shift = ((new_C - C) ** 2).sum((1, 2)).double()
+        shift = float(((new_C - C) ** 2).sum())
         C = new_C
-        sse = base.index_add(0, prob, D.gather(1, labels[:, None]).squeeze(1).double())
+        sse = base + float(D.gather(1, labels[:, None]).double().sum())
         stalled = prev_sse - sse <= _RTOL * sse
         prev_sse = sse
-        if rel_eps <= _EPS_FINAL and bool(((shift <= tol) | stalled).all()):
+        if rel_eps <= _EPS_FINAL and (shift <= tol or stalled):
             break
     batch_labels = torch.full((P * m,), -1, dtype=torch.long, device=device)
     batch_labels[flat] = labels
@@ -451,15 +461,15 @@ class _Market:
     (its cheapest other cluster). Raising a price can only make other rows' ``alt_val`` too
     low, never too high, so rows whose next-best cluster was raised are only flagged
     ``stale`` and recomputed when their value matters. Recomputing looks at the row's
-    ``_CANDIDATES`` cheapest clusters at the starting prices; as prices only rise, the answer
-    is exact when it does not exceed the next cheapest starting cost, else the full row is
-    scanned.
+    ``t`` cheapest clusters when they were last listed; as prices only rise, the answer is
+    exact when it does not exceed the then next cheapest cost, else the row's list is
+    rebuilt from the full row.
     """
 
     def __init__(self, D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float):
         P, k = prices.shape
         self.D, self.prob, self.prices, self.k = D, prob, prices, k
-        t = min(k, _CANDIDATES)
+        t = min(k, max(_CANDIDATES, k // 8))
         # candidates in float32 (the bound below keeps exactness), costs in float64
         near = (D + _row_prices(prices, prob).to(D.dtype)).topk(min(k, t + 1), dim=1, largest=False).indices
         self.cand_idx = near[:, :t].contiguous()
@@ -496,9 +506,18 @@ class _Market:
         best = idx.gather(1, pos[:, None]).squeeze(1)
         unsure = (val > self.beyond[rows]).nonzero().squeeze(1)
         if unsure.numel():
-            full = self.D.index_select(0, rows[unsure]) + _row_prices(self.prices, prob[unsure])
-            full[torch.arange(unsure.numel(), device=full.device), labels[unsure]] = float("inf")
-            val[unsure], best[unsure] = full.min(1)
+            # the candidates went stale: take the row's t cheapest clusters at today's prices
+            u = rows[unsure]
+            t = self.cand_idx.shape[1]
+            full = self.D.index_select(0, u) + _row_prices(self.prices, prob[unsure])
+            near = full.topk(min(self.k, t + 1), dim=1, largest=False)
+            self.cand_idx[u] = near.indices[:, :t]
+            self.cand_d[u] = self.D[u[:, None], near.indices[:, :t]]
+            if self.k > t:
+                self.beyond[u] = near.values[:, t]
+            cost = near.values[:, :t].masked_fill(near.indices[:, :t] == labels[unsure, None], float("inf"))
+            val[unsure], pos = cost.min(1)
+            best[unsure] = near.indices[:, :t].gather(1, pos[:, None]).squeeze(1)
         self.alt_val[rows], self.alt_idx[rows] = val, best
         self.stale[rows] = False
 
@@ -564,18 +583,17 @@ class _Market:
         W0 = torch.full((P * k, k), float("inf"), dtype=self.D.dtype, device=device)
         self._cheapest_moves(None, W0)
         self._index_members()
-        batch = torch.arange(P, device=device)
         no_move = torch.eye(k, dtype=torch.bool, device=device)
         while True:
             over = (self.sizes - self.caps).view(P, k)
-            active = (over > 0).any(1)
-            if not bool(active.any()):
+            act = (over > 0).any(1).nonzero().squeeze(1)  # problems with excess
+            if act.numel() == 0:
                 return
-            prices = self.prices
-            W = (W0.view(P, k, k).double() + prices[:, None, :] - prices[:, :, None]).clamp(min=0)
+            over, prices = over[act], self.prices[act]
+            W = (W0.view(P, k, k)[act].double() + prices[:, None, :] - prices[:, :, None]).clamp(min=0)
             W.masked_fill_(no_move, float("inf"))
             dist = torch.where(over > 0, 0.0, float("inf")).to(torch.float64)
-            pred = torch.full((P, k), -1, dtype=torch.long, device=device)
+            pred = torch.full_like(over, -1)
             for _ in range(k):  # Bellman-Ford; paths have at most k - 1 edges
                 via, arg = (dist[:, :, None] + W).min(1)
                 better = via < dist
@@ -584,18 +602,22 @@ class _Market:
                 dist = torch.where(better, via, dist)
                 pred = torch.where(better, arg, pred)
             tau, target = torch.where(over < 0, dist, float("inf")).min(1)
-            tau = torch.where(active, tau, 0.0)
-            self.prices += (tau[:, None] - dist).clamp(min=0).nan_to_num(0.0, posinf=0.0)
+            self.prices[act] += (tau[:, None] - dist).clamp(min=0)
             # walk every active problem's path back from its target; one row moves per edge
-            node = torch.where(active, target, -1)
+            batch = torch.arange(act.numel(), device=device)
+            node = target
             moves, touched = [], []
             while True:
                 walking = (node >= 0) & (pred[batch, node.clamp(min=0)] >= 0)
                 if not bool(walking.any()):
                     break
-                src = torch.where(walking, batch * k + pred[batch, node.clamp(min=0)], -1)
-                rows = self._cheapest_row(src, node)
-                moves.append((rows, src[walking], batch[walking] * k + node[walking]))
+                src = torch.where(walking, act * k + pred[batch, node.clamp(min=0)], -1)
+                src_all = torch.full((P,), -1, dtype=torch.long, device=device)
+                src_all[act] = src
+                dst_all = torch.zeros(P, dtype=torch.long, device=device)
+                dst_all[act] = node.clamp(min=0)
+                rows = self._cheapest_row(src_all, dst_all)
+                moves.append((rows, src[walking], act[walking] * k + node[walking]))
                 touched += [moves[-1][1], moves[-1][2]]
                 node = torch.where(walking, pred[batch, node.clamp(min=0)], -1)
             for rows, src, dst in moves:
