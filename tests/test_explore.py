@@ -13,8 +13,8 @@ from resid_lib.data.split import PAD
 from resid_lib.encode.attention import AttentionSample
 from resid_lib.errors import DataError, RunDirError
 from resid_lib.explore import artifacts
-from resid_lib.explore.ablations import (comparison_frame, failed_rows, find_ablations, read_ablation,
-                                         seconds_columns)
+from resid_lib.explore.ablations import (comparison_frame, find_ablations, read_ablation, seconds_columns,
+                                         unfinished_rows)
 from resid_lib.explore.attention import distance_table, user_heatmap, window_labels
 from resid_lib.explore.catalog import runs_table
 from resid_lib.explore.embeddings import cosine_knn, map_figure, map_frame, pca, project_2d, sample_items
@@ -276,7 +276,7 @@ def test_ablation_results_beside_published_numbers(runs, tmp_path):
     assert find_ablations(runs) == [runs / "ablations" / "demo"]
     results = read_ablation(runs / "ablations" / "demo")
     assert seconds_columns(results) == ["encode_seconds", "quantize_seconds", "generate_seconds"]
-    failed = failed_rows(results)[["name", "error"]].values.tolist()
+    failed = unfinished_rows(results)[["name", "error"]].values.tolist()
     assert failed == [["Q1", "RuntimeError: RQ-VAE codebook collapsed"]]
     published = published_results()
     assert len(published) == 7 and published["source"].str.len().gt(0).all()

@@ -6,8 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from common import ablation, header, page_errors, runs_root
-from resid_lib.explore.ablations import (comparison_figure, comparison_frame, failed_rows, find_ablations,
-                                         seconds_columns, seconds_figure)
+from resid_lib.explore.ablations import (comparison_figure, comparison_frame, find_ablations, seconds_columns,
+                                         seconds_figure, unfinished_rows)
 from resid_lib.explore.published import PUBLISHED_DATASET, published_results
 from resid_lib.rundir import HEADLINE_KEYS
 
@@ -34,7 +34,7 @@ with page_errors():
     st.dataframe(results.drop(columns=[c for c in ("error",) if c in results.columns]), hide_index=True,
                  width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.4f") for k in HEADLINE_KEYS})
-    for row in failed_rows(results).itertuples(index=False):
+    for row in unfinished_rows(results).itertuples(index=False):
         st.warning(f"{row.name}: {row.status}" + (f": {row.error}" if row.error else ""))
 
     metrics = [k for k in HEADLINE_KEYS if k in results.columns]

@@ -52,8 +52,8 @@ def read_ablation(folder: str | Path) -> pd.DataFrame:
     return frame
 
 
-def failed_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """``name, error`` of the rows whose status is not ``done`` (empty when the table has no status)."""
+def unfinished_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """``name, status, error`` of the rows that did not finish: failed or not run (empty without a status column)."""
     if "status" not in results.columns:
         return pd.DataFrame(columns=["name", "error"])
     bad = results[results["status"].astype(str) != "done"]

@@ -128,7 +128,7 @@ def read_embeddings(run: RunView) -> np.ndarray | None:
         raise RunDirError(f"{path}: not a readable .npy array ({exc})") from None
     if X.ndim != 2:
         raise RunDirError(f"{path}: expected a 2-D array (n_items, d), got shape {X.shape}")
-    return np.asarray(X, dtype=np.float32)
+    return np.array(X, dtype=np.float32)  # a writable copy: torch refuses read-only memory
 
 
 def read_sids(run: RunView, dataset: Dataset | None = None) -> tuple[np.ndarray, np.ndarray] | None:
