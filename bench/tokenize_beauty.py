@@ -42,6 +42,7 @@ from resid_lib.device import resolve_device  # noqa: E402
 from resid_lib.io import write_json  # noqa: E402
 from resid_lib.quantize import gaoq as gaoq_module  # noqa: E402
 from resid_lib.quantize import make_quantizer  # noqa: E402
+from resid_lib.quantize import spread as spread_module  # noqa: E402
 from resid_lib.quantize.config import QuantizeConfig  # noqa: E402
 from resid_lib.quantize.stage import quantize_embeddings  # noqa: E402
 
@@ -79,33 +80,35 @@ def kmc_balanced_kmeans(X: torch.Tensor, k: int, *, n_iter: int = 30, seed: int 
     return torch.from_numpy(centroids).to(X.device), torch.from_numpy(labels).to(X.device)
 
 
-def kmc_balanced_kmeans_batched(X: torch.Tensor, k: int, *, lengths=None, n_iter: int = 30, seed: int = 0, chunk_size=None):
-    """Drop-in for ``balanced_kmeans_batched``: one k-means-constrained problem after another."""
-    P, m, d = X.shape
-    lengths = torch.full((P,), m) if lengths is None else torch.as_tensor(lengths).cpu()
-    centroids = torch.empty(P, k, d, dtype=X.dtype)
+def kmc_kmeans_groups(X: torch.Tensor, index: torch.Tensor, k: int, *, balanced: bool = False, n_iter: int = 30,
+                      seed=0, chunk_size=None):
+    """Drop-in for ``kmeans_groups`` (balanced): one k-means-constrained problem per group, one after another."""
+    P, m = index.shape
+    centroids = torch.empty(P, k, X.shape[1], dtype=X.dtype)
     labels = torch.full((P, m), -1, dtype=torch.long)
     for p in range(P):
-        n = int(lengths[p])
-        c, lab = _kmc_labels(X[p, :n].detach().cpu().double().numpy(), k, n_iter, seed + p)
-        centroids[p], labels[p, :n] = torch.from_numpy(c), torch.from_numpy(lab)
+        rows = index[p][index[p] >= 0]
+        state = int(np.random.SeedSequence(seed[p] if isinstance(seed, list) else seed).generate_state(1)[0])
+        c, lab = _kmc_labels(X[rows].detach().cpu().double().numpy(), k, n_iter, state)
+        centroids[p], labels[p, : len(rows)] = torch.from_numpy(c), torch.from_numpy(lab)
     return centroids.to(X.device), labels.to(X.device)
 
 
 @contextlib.contextmanager
 def gaoq_on_kmeans_constrained():
-    """GAOQ exactly as it is, with its balanced clusterings done by k-means-constrained."""
-    names = {"balanced_kmeans": kmc_balanced_kmeans, "balanced_kmeans_batched": kmc_balanced_kmeans_batched}
-    saved = {name: getattr(gaoq_module, name) for name in names if hasattr(gaoq_module, name)}
-    if not saved:
-        raise RuntimeError("resid_lib.quantize.gaoq uses neither balanced_kmeans nor balanced_kmeans_batched")
-    for name in saved:
-        setattr(gaoq_module, name, names[name])
+    """GAOQ exactly as it is, with its balanced clusterings (level 1 and per parent) done by k-means-constrained."""
+    patches = [(gaoq_module, "balanced_kmeans", kmc_balanced_kmeans), (spread_module, "kmeans_groups", kmc_kmeans_groups)]
+    missing = [f"{module.__name__}.{name}" for module, name, _ in patches if not hasattr(module, name)]
+    if missing:
+        raise RuntimeError(f"GAOQ's clusterings moved: {', '.join(missing)} not found")
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, fn in patches:
+        setattr(module, name, fn)
     try:
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(gaoq_module, name, fn)
+        for module, name, fn in saved:
+            setattr(module, name, fn)
 
 
 # ---------------------------------------------------------------- the bench

@@ -2,6 +2,11 @@
 
 Every writer goes to a temporary file in the destination folder and is renamed
 over the destination only after it was written and flushed.
+
+In a distributed run (``resid_lib.distributed``) only rank 0 writes: on the other
+ranks the same calls write into a scratch folder that is deleted afterwards, so
+code runs unchanged on every rank and no rank races rank 0 for a file. Ranks that
+read what rank 0 wrote wait for it on a barrier first.
 """
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +26,10 @@ import numpy as np
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
     path = Path(path)
+    if not _writes():
+        with tempfile.TemporaryDirectory(prefix="resid-discarded-") as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -43,6 +53,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     leaves no half-written output behind. An existing ``path`` is replaced.
     """
     path = Path(path)
+    if not _writes():
+        with tempfile.TemporaryDirectory(prefix="resid-discarded-") as scratch:
+            yield Path(scratch)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give new folders the usual permissions
@@ -86,6 +100,15 @@ def torch_save(path: str | Path, obj: Any) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _writes() -> bool:
+    """False on a non-zero rank of a distributed run (which has imported torch.distributed)."""
+    if "torch.distributed" not in sys.modules:
+        return True
+    from .distributed import is_main
+
+    return is_main()
 
 
 def _umask() -> int:

@@ -2,7 +2,8 @@
 
 The recipe that makes ``--resume`` reproduce an uninterrupted run exactly:
 
-- shuffle each epoch with ``epoch_rng(seed, epoch)`` (order depends on the epoch only);
+- shuffle each epoch with ``epoch_rng(seed, epoch)`` (order depends on the epoch only)
+  and reseed torch's dropout from it with :func:`seed_dropout`;
 - at the end of every epoch save a :class:`Checkpoint` holding model, optimizer,
   scheduler, early-stopping state, the epoch and the torch RNG state;
 - on resume, load it, restore the RNG state and continue at the next epoch.
@@ -18,12 +19,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .io import torch_save
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The Generator for one epoch's shuffling and masking draws."""
     return np.random.default_rng([seed, epoch])
+
+
+def seed_dropout(rng: np.random.Generator) -> None:
+    """Reseed torch from an epoch's generator, offset by the process rank.
+
+    An epoch's dropout then depends on (seed, epoch, rank) only: a resumed run
+    repeats it, and data-parallel ranks draw different masks for their rows.
+    """
+    torch.manual_seed(int(rng.integers(2**62)) + distributed.rank())
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0):
@@ -100,8 +111,8 @@ class Checkpoint:
 
 
 def progress(iterable: Iterable, *, desc: str, enabled: bool = True, total: int | None = None, leave: bool = False):
-    """A tqdm progress bar, or the bare iterable when progress is off."""
-    if not enabled:
+    """A tqdm progress bar, or the bare iterable when progress is off or on a non-zero rank."""
+    if not enabled or not distributed.is_main():
         return iterable
     return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
 

@@ -10,7 +10,8 @@ from resid_lib.quantize import QUANTIZERS, make_quantizer
 from resid_lib.quantize.base import Quantizer
 from resid_lib.quantize.config import QuantizeConfig
 from resid_lib.quantize.diagnostics import directional_coherence
-from resid_lib.quantize.hkmeans import HierarchicalKMeans, group_rows, rank_within_groups
+from resid_lib.quantize.hkmeans import HierarchicalKMeans, rank_within_groups
+from resid_lib.quantize.kmeans import group_rows
 from resid_lib.quantize.pq import ProductQuantizer
 from resid_lib.quantize.rqkmeans import ResidualKMeans
 from resid_lib.quantize.rqvae import RQVAE

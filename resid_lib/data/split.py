@@ -48,7 +48,11 @@ class EvalSet:
         """A seeded random sample of at most ``n`` users (order kept)."""
         if n >= len(self):
             return self
-        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return self.take(np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False)))
+
+    def take(self, rows: slice | np.ndarray) -> "EvalSet":
+        """The users at positions ``rows`` (a slice or an index array), in that order."""
+        idx = np.arange(len(self))[rows]
         return EvalSet(self.users[idx], [self.histories[i] for i in idx], self.targets[idx])
 
 

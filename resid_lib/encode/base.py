@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.dataset import Dataset
 from ..data.split import EvalSet, LeaveOneOut
 from ..errors import ConfigError
@@ -73,8 +74,14 @@ class Recommender(Encoder):
         """(n, k) item indices, best first, for each user of ``eval_set`` (all items ranked)."""
 
     def evaluate(self, eval_set: EvalSet, k: int = 10) -> dict[str, float]:
-        """Recall@5/10 and NDCG@5/10 of :meth:`recommend` on ``eval_set``."""
-        return evaluate_rankings(self.recommend(eval_set, k), eval_set.targets)
+        """Recall@5/10 and NDCG@5/10 of :meth:`recommend` on ``eval_set``.
+
+        In a distributed run every rank ranks its shard of the users and the rankings
+        are gathered, so every rank returns the same figures (a collective: every rank
+        must call it).
+        """
+        mine = self.recommend(eval_set.take(distributed.shard(len(eval_set))), k)
+        return evaluate_rankings(np.concatenate(distributed.all_gather_objects(mine)), eval_set.targets)
 
 
 def check_training_settings(cfg: EncodeConfig) -> None:

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..data.dataset import Dataset
 from ..data.split import EvalSet, LeaveOneOut, sliding_windows
 from ..errors import ConfigError, DataError, RunDirError
 from ..io import torch_save
-from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
+from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout,
+                     state_dict_cpu)
 from .attention import AttentionSample, capture_attention
 from .base import Encoder, check_training_settings
 from .config import EncodeConfig, FamaeConfig
@@ -362,29 +364,28 @@ class FamaeEncoder(Encoder):
             optimizer.load_state_dict(ckpt.optimizer)
             scheduler.load_state_dict(ckpt.scheduler)
             stopper.load_state_dict(ckpt.stopper)
-            best_state, self.history, start_epoch = ckpt.best_model, list(ckpt.history), ckpt.epoch + 1
-            if self.device.type == "cuda" and "cuda_rng" in ckpt.extra:
-                torch.cuda.set_rng_state(ckpt.extra["cuda_rng"], self.device)
+            best_state, self.history, start_epoch = ckpt.best_model, list(ckpt.history), ckpt.epoch
 
+        step = distributed.loss_step(model)
         windows_t = torch.as_tensor(windows, device=self.device)
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if stopper.should_stop:
                 break
             t0 = time.perf_counter()
-            loss = self._train_epoch(model, optimizer, scheduler, windows_t, alphas, sampler, epoch)
+            loss = self._train_epoch(step, optimizer, scheduler, windows_t, alphas, sampler, epoch)
             seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             model.eval()
             scores = proxy_metrics(model, valid, max_len=cfg.max_len, device=self.device)
-            self.history.append({"epoch": epoch + 1, "loss": loss, **scores, "seconds": round(seconds, 3),
+            self.history.append({"epoch": epoch, "loss": loss, **scores, "seconds": round(seconds, 3),
                                  "eval_seconds": round(time.perf_counter() - t0, 3)})
-            if stopper.step(self._monitored(scores), epoch + 1):
+            if stopper.step(self._monitored(scores), epoch):
                 best_state = state_dict_cpu(model)
             if ckpt_path is not None:
-                extra = {"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}
                 Checkpoint(epoch=epoch, model=state_dict_cpu(model), optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,
-                           history=self.history, extra=extra).save(ckpt_path)
+                           history=self.history).save(ckpt_path)
+                distributed.barrier()  # no rank starts the next epoch before rank 0 saved this one
 
         model.load_state_dict(best_state)
         model.eval()
@@ -393,26 +394,36 @@ class FamaeEncoder(Encoder):
         self.best = {"best_epoch": stopper.best_epoch, "metric1": best_row["metric1"], "metric2": best_row["metric2"]}
         return self
 
-    def _train_epoch(self, model: FamaeModel, optimizer: torch.optim.Optimizer, scheduler, windows: torch.Tensor,
+    def _train_epoch(self, step: nn.Module, optimizer: torch.optim.Optimizer, scheduler, windows: torch.Tensor,
                      alphas: list[float], sampler: NegativeSampler | None, epoch: int) -> float:
-        """One pass over the shuffled windows; returns the mean training loss."""
+        """One pass over the shuffled windows (``epoch`` counts from 1); returns the mean training loss.
+
+        ``step`` is :func:`resid_lib.distributed.loss_step` of the model. Every rank draws
+        the permutation, masks and negatives of each global batch of ``batch_size``
+        windows and computes the loss on its share of the rows, weighted so that the
+        averaged gradient is that of the mean over the global batch's masked fields.
+        """
         rng = epoch_rng(self.seed, epoch)
+        seed_dropout(rng)
         order = torch.as_tensor(rng.permutation(len(windows)), device=self.device)
         batch = self.cfg.batch_size
         n_batches = math.ceil(len(windows) / batch)
-        model.train()
+        step.train()
         total = torch.zeros((), device=self.device)
-        bar = progress(range(n_batches), desc=f"famae epoch {epoch + 1}/{self.cfg.epochs}", enabled=self.progress)
+        bar = progress(range(n_batches), desc=f"famae epoch {epoch}/{self.cfg.epochs}", enabled=self.progress)
         for b in bar:
-            w = windows[order[b * batch:(b + 1) * batch]]
-            mask = torch.as_tensor(draw_field_masks(rng, len(w), model.n_fields), device=self.device)
-            loss = model.loss(w, mask, alphas, sampler.draw(rng) if sampler else None)
+            idx = order[b * batch:(b + 1) * batch]
+            masks = draw_field_masks(rng, len(idx), len(alphas))  # (B, J) for the global batch
+            negatives = sampler.draw(rng) if sampler else None
+            rows, weight = distributed.batch_share(masks.sum(axis=1))
+            loss = step(windows[idx[rows]], torch.as_tensor(masks[rows], device=self.device), alphas,
+                        negatives) * weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += loss.detach() * len(w)
-        return float(total) / len(windows)
+            total += loss.detach() * len(idx)
+        return distributed.mean_over_ranks(float(total) / len(windows))
 
     def _monitored(self, scores: dict[str, float]) -> float:
         which = self.famae.early_stop_metric

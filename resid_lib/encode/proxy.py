@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.split import EvalSet
 from ..metrics import hit_ranks, top_k
 
@@ -56,6 +57,9 @@ def masked_recall(
 ) -> float:
     """Recall@k of each window's target item (its last column) with the given target fields masked.
 
+    In a distributed run every rank scores its shard of the windows and the hit
+    counts are summed over ranks (a collective: every rank must call it).
+
     Args:
         windows: (n, L) int64 right-aligned windows, target in the last column.
         target_mask: (J,) or (n, J) bool, which target fields are hidden from the model.
@@ -64,13 +68,15 @@ def masked_recall(
     if n == 0:
         return 0.0
     target_mask = np.array(np.broadcast_to(np.asarray(target_mask, dtype=bool), (n, scorer.n_fields)))
+    mine = distributed.shard(n)
     hits = 0
-    for start in range(0, n, batch_size):
-        w = torch.as_tensor(windows[start:start + batch_size], device=device)
-        m = torch.as_tensor(target_mask[start:start + batch_size], device=device)
+    for start in range(mine.start, mine.stop, batch_size):
+        part = slice(start, min(start + batch_size, mine.stop))
+        w = torch.as_tensor(windows[part], device=device)
+        m = torch.as_tensor(target_mask[part], device=device)
         ranked = top_k(scorer.target_scores(w, m), k)
-        hits += int((hit_ranks(ranked, windows[start:start + batch_size, -1]) > 0).sum())
-    return hits / n
+        hits += int((hit_ranks(ranked, windows[part, -1]) > 0).sum())
+    return sum(distributed.all_gather_objects(hits)) / n
 
 
 def proxy_metrics(

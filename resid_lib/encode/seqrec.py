@@ -11,10 +11,12 @@ vector (item-id embedding combined with the item's categorical field embeddings)
 Those item vectors are what :meth:`SequentialRecommender.item_embeddings` hands to
 the Q-stage.
 
-Training follows ``resid_lib.train``: each epoch's shuffling and masking come from
-``epoch_rng(seed, epoch)`` and dropout from a torch seed drawn from it, a checkpoint
-is written at every epoch end, and model selection uses validation Recall@10 with
-early stopping, so ``--resume`` reproduces an uninterrupted run exactly.
+Training follows ``resid_lib.train``: epochs count from 1, each epoch's shuffling and
+masking come from ``epoch_rng(seed, epoch - 1)`` and dropout from a torch seed drawn
+from it, a checkpoint is written at every epoch end, and model selection uses validation
+Recall@10 with early stopping, so ``--resume`` reproduces an uninterrupted run exactly.
+Data-parallel training follows ``resid_lib.distributed``: every rank builds each global
+batch of ``batch_size`` rows and trains on its share of them.
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..data.dataset import Dataset
 from ..data.split import PAD, EvalSet, LeaveOneOut
 from ..errors import ConfigError, DataError
 from ..io import torch_save
 from ..metrics import top_k
-from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
+from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout,
+                     state_dict_cpu)
 from .base import Recommender
 from .config import EncodeConfig
 
@@ -210,6 +214,17 @@ class SequenceTransformer(nn.Module):
         hidden = self.blocks(self.dropout(x), mask=self.attention_mask(tokens))
         return self.norm(hidden), items
 
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean full-softmax cross-entropy over the labelled positions.
+
+        Args:
+            tokens: (batch, L) input token ids, padding (0) on the left.
+            labels: (batch, L) target item indices, PAD (-1) where a position has no loss.
+        """
+        hidden, items = self(tokens)
+        where = labels != PAD
+        return F.cross_entropy(hidden[where] @ items.T, labels[where])
+
 
 def to_tokens(windows: np.ndarray) -> np.ndarray:
     """Item indices with ``PAD`` (-1) to token ids (padding 0, item i -> i + 1)."""
@@ -295,29 +310,31 @@ class SequentialRecommender(Recommender):
         monitor = split.valid.subset(s.eval_users, seed=self.seed) if s.eval_users > 0 else split.valid
         ckpt_path = workdir / "checkpoint.pt" if workdir is not None else None
         best_state = state_dict_cpu(self.model)
-        start, finished = 0, False
+        done, finished = 0, False
         if resume and ckpt_path is not None and (ckpt := Checkpoint.load(ckpt_path)) is not None:
             self.model.load_state_dict(ckpt.model)
             optimizer.load_state_dict(ckpt.optimizer)
             scheduler.load_state_dict(ckpt.scheduler)
             stopper.load_state_dict(ckpt.stopper)
             best_state, self.history = ckpt.best_model, list(ckpt.history)
-            start, finished = ckpt.epoch + 1, ckpt.extra.get("finished", False)
+            done, finished = ckpt.epoch, ckpt.extra.get("finished", False)
 
-        for epoch in range(start, s.epochs if not finished else start):
+        step = distributed.loss_step(self.model)
+        for epoch in range(done + 1, s.epochs + 1 if not finished else done + 1):
             t0 = time.perf_counter()
-            loss = self._run_epoch(examples, epoch, optimizer, scheduler)
+            loss = self._run_epoch(step, examples, epoch, optimizer, scheduler)
             valid = self.evaluate(monitor)
             row = {"epoch": epoch, "loss": loss, "seconds": round(time.perf_counter() - t0, 3),
                    "valid_recall@10": valid["recall@10"], "valid_ndcg@10": valid["ndcg@10"]}
             self.history.append(row)
             if stopper.step(valid["recall@10"], epoch):
                 best_state = state_dict_cpu(self.model)
-            finished = stopper.should_stop or epoch == s.epochs - 1
+            finished = stopper.should_stop or epoch == s.epochs
             if ckpt_path is not None:
                 Checkpoint(epoch=epoch, model=state_dict_cpu(self.model), optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,
                            history=self.history, extra={"finished": finished}).save(ckpt_path)
+                distributed.barrier()  # no rank starts the next epoch before rank 0 saved this one
 
         self.model.load_state_dict(best_state)
         self.best_epoch = stopper.best_epoch
@@ -325,30 +342,34 @@ class SequentialRecommender(Recommender):
         self.test_metrics = self.evaluate(split.test)
         return self
 
-    def _run_epoch(self, examples: np.ndarray, epoch: int, optimizer: torch.optim.Optimizer, scheduler) -> float:
-        """One pass over the training examples; returns the mean loss."""
-        rng = epoch_rng(self.seed, epoch)
-        torch.manual_seed(int(rng.integers(2**62)))
-        self.model.train()
+    def _run_epoch(self, step: nn.Module, examples: np.ndarray, epoch: int, optimizer: torch.optim.Optimizer,
+                   scheduler) -> float:
+        """One pass over the training examples (``epoch`` counts from 1); returns the mean loss.
+
+        ``step`` is :func:`resid_lib.distributed.loss_step` of the model. Every rank builds
+        each global batch and computes the loss on its share of the rows, weighted so
+        that the averaged gradient is that of the mean over the global batch's labelled
+        positions.
+        """
+        rng = epoch_rng(self.seed, epoch - 1)  # keyed by the 0-based index: the draws of earlier versions
+        seed_dropout(rng)
+        step.train()
         total, count = 0.0, 0
         batches = self._epoch_batches(examples, rng)
         n_batches = math.ceil(len(examples) / self.settings.batch_size)
-        for inputs, targets in progress(batches, desc=f"{self.method} epoch {epoch}", enabled=self.progress,
-                                        total=n_batches):
-            inputs, targets = crop_left(inputs, targets)
-            tokens = torch.as_tensor(inputs, device=self.device)
-            labels = torch.as_tensor(targets, device=self.device)
-            hidden, items = self.model(tokens)
-            where = labels != PAD
-            logits = hidden[where] @ items.T
-            loss = F.cross_entropy(logits, labels[where])
+        for inputs, targets in progress(batches, desc=f"{self.method} epoch {epoch}/{self.settings.epochs}",
+                                        enabled=self.progress, total=n_batches):
+            rows, weight = distributed.batch_share((targets != PAD).sum(axis=1))
+            inputs, targets = crop_left(inputs[rows], targets[rows])
+            loss = step(torch.as_tensor(inputs, device=self.device),
+                        torch.as_tensor(targets, device=self.device)) * weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += loss.item()
             count += 1
-        return total / max(1, count)
+        return distributed.mean_over_ranks(total / max(1, count))
 
     def _epoch_batches(self, examples: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(inputs, targets) batches of one epoch: token ids and target item indices (PAD = no loss)."""

@@ -2,7 +2,8 @@
 
 Users are decoded in batches of similar history length (less padding); the
 result is in the users' original order. Hits are item-level: a beam result is an
-item, and Recall/NDCG compare item indices with the target item.
+item, and Recall/NDCG compare item indices with the target item. In a distributed
+run :func:`evaluate` splits the users across ranks and gathers the rankings.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.split import EvalSet
 from ..metrics import evaluate_rankings
 from ..train import progress as progress_bar
@@ -29,14 +31,25 @@ class Rankings:
     Attributes:
         ranked: (n, top_k) int64 item indices, best first; -1 where fewer items were found.
         scores: (n, top_k) float32 SID log-likelihoods (-inf where empty).
-        invalid_rate: share of returned slots whose decoded SID is not the SID of a real item.
+        invalid: returned slots whose decoded SID is not the SID of a real item.
         seconds: wall time of the decoding.
     """
 
     ranked: np.ndarray
     scores: np.ndarray
-    invalid_rate: float
+    invalid: int
     seconds: float
+
+    @property
+    def invalid_rate(self) -> float:
+        """Share of the returned (finite-score) slots that are invalid."""
+        return self.invalid / max(int(np.isfinite(self.scores).sum()), 1)
+
+    @classmethod
+    def concat(cls, parts: list["Rankings"]) -> "Rankings":
+        """The rankings of consecutive user groups as one; ``seconds`` is the slowest part's."""
+        return cls(ranked=np.concatenate([p.ranked for p in parts]), scores=np.concatenate([p.scores for p in parts]),
+                   invalid=sum(p.invalid for p in parts), seconds=max(p.seconds for p in parts))
 
 
 @torch.no_grad()
@@ -53,7 +66,7 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
     order = np.argsort(lengths, kind="stable")
     ranked = np.full((len(items), top_k), -1, dtype=np.int64)
     scores = np.full((len(items), top_k), -np.inf, dtype=np.float32)
-    filled = invalid = 0
+    invalid = 0
     start = time.perf_counter()
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in progress_bar(batches, desc=desc, enabled=progress):
@@ -64,16 +77,20 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
         real = got >= 0
         true_codes = trie.sids[got.clamp(min=0)]
         matches = real & (true_codes == codes).all(dim=-1)
-        filled += int(present.sum())
         invalid += int((present & ~matches).sum())
         ranked[idx] = got.cpu().numpy()
         scores[idx] = score.cpu().numpy()
     seconds = time.perf_counter() - start
     model.train(was_training)
-    return Rankings(ranked=ranked, scores=scores, invalid_rate=invalid / max(filled, 1), seconds=seconds)
+    return Rankings(ranked=ranked, scores=scores, invalid=invalid, seconds=seconds)
 
 
 def evaluate(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, eval_set: EvalSet, **kwargs) -> tuple[dict[str, float], Rankings]:
-    """Recall@5/10 and NDCG@5/10 (item-level hits) of the rankings for ``eval_set``; kwargs go to :func:`recommend`."""
-    rankings = recommend(model, trie, tokenizer, eval_set.histories, **kwargs)
+    """Recall@5/10 and NDCG@5/10 (item-level hits) of the rankings for ``eval_set``; kwargs go to :func:`recommend`.
+
+    Each rank ranks its shard of the users; every rank gets all the rankings and the
+    same metrics (a collective in a distributed run: every rank must call it).
+    """
+    mine = recommend(model, trie, tokenizer, eval_set.take(distributed.shard(len(eval_set))).histories, **kwargs)
+    rankings = Rankings.concat(distributed.all_gather_objects(mine))
     return evaluate_rankings(rankings.ranked, eval_set.targets), rankings

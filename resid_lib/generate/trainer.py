@@ -8,6 +8,10 @@ and the history; resuming from it continues exactly as the uninterrupted run.
 Every ``eval_every`` epochs (and after the last one) the model ranks a seeded
 sample of ``eval_users`` validation users by constrained beam search; the epoch
 with the best validation Recall@10 is kept.
+
+Data-parallel training follows ``resid_lib.distributed``: every rank draws each
+global batch of ``batch_size`` windows and trains on its share of the rows; the
+validation users are split across ranks and the rankings gathered.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.split import EvalSet
 from ..errors import DataError
-from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, state_dict_cpu
+from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout, state_dict_cpu
 from .config import GenerateConfig
 from .data import SIDTokenizer, length_grouped_batches, training_windows
 from .model import SIDGenerator
@@ -100,12 +105,13 @@ class GeneratorTrainer:
             scheduler.load_state_dict(saved.scheduler)
             stopper.load_state_dict(saved.stopper)
             best_state, history, start = saved.best_model, saved.history, saved.epoch
+        step = distributed.loss_step(model)
         lengths = (self.windows[:, :-1] >= 0).sum(axis=1)
         for epoch in range(start + 1, c.epochs + 1):
             if stopper.should_stop:
                 break
             t0 = time.perf_counter()
-            loss = self._train_epoch(model, optimizer, scheduler, tokenizer, lengths, epoch)
+            loss = self._train_epoch(step, optimizer, scheduler, tokenizer, lengths, epoch)
             row = {"epoch": epoch, "loss": loss, MONITOR: float("nan")}
             if epoch % c.eval_every == 0 or epoch == c.epochs:
                 metrics, _ = evaluate(model, self.trie, tokenizer, self.valid, max_items=c.max_items, beams=c.beams,
@@ -120,6 +126,7 @@ class GeneratorTrainer:
                 Checkpoint(epoch=epoch, model=state_dict_cpu(model), optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,
                            history=history).save(self.checkpoint)
+                distributed.barrier()  # no rank starts the next epoch before rank 0 saved this one
             if self.on_epoch_end is not None:
                 self.on_epoch_end(row)
         model.load_state_dict(best_state)
@@ -127,29 +134,35 @@ class GeneratorTrainer:
         return TrainOutcome(model=model, trie=self.trie, tokenizer=tokenizer, best_epoch=stopper.best_epoch,
                             history=history)
 
-    def _train_epoch(self, model: SIDGenerator, optimizer, scheduler, tokenizer: SIDTokenizer,
+    def _train_epoch(self, step: torch.nn.Module, optimizer, scheduler, tokenizer: SIDTokenizer,
                      lengths: np.ndarray, epoch: int) -> float:
-        """One pass over all windows; returns the mean training loss."""
+        """One pass over all windows; returns the mean training loss.
+
+        ``step`` is :func:`resid_lib.distributed.loss_step` of the model; each rank
+        trains on its share of every global batch, its loss weighted by its share of
+        the rows.
+        """
         rng = epoch_rng(self.seed, epoch)
-        torch.manual_seed(int(rng.integers(2**62)))
+        seed_dropout(rng)
         batches = length_grouped_batches(lengths, self.config.batch_size, rng)
-        model.train()
+        step.train()
         total, count = 0.0, 0
         bar = progress(batches, desc=f"train epoch {epoch}/{self.config.epochs}", enabled=self.show_progress)
         for idx in bar:
-            window = self.windows[idx]
+            rows, weight = distributed.batch_share(np.ones(len(idx)))
+            window = self.windows[idx[rows]]
             src = tokenizer.histories(window[:, :-1]).to(self.device)
             target = tokenizer.targets(window[:, -1]).to(self.device)
             with autocast(self.device, self.config.precision):
-                loss = model.loss(src, target)
+                loss = step(src, target) * weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(step.parameters(), self.config.grad_clip)
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
             count += len(idx)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        return total / count
+        return distributed.mean_over_ranks(total / count)

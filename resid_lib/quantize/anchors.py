@@ -19,6 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
+from .chunks import chunk_rows, row_chunks, tile_mm
 from .kmeans import balanced_kmeans, single_thread_on_cpu
 
 #: sharpness of the soft maximum over pairwise cosines in :func:`separated_anchors`
@@ -81,18 +82,23 @@ def make_anchors(d: int, g: int, *, seed: int, allow_fallback: bool, setting: st
 def match_codes(residuals: torch.Tensor, anchors: torch.Tensor) -> np.ndarray:
     """Hungarian matching of every parent's children to distinct anchors, maximising total cosine.
 
+    Parents are matched a chunk at a time, so the cosines held stay bounded.
+
     Args:
         residuals: (P, b, d) child centroids centered on their parent (``mu_j - mu_parent``).
         anchors: (g, d) with g >= b.
     Returns:
         (P, b) int64 anchor index of every child; distinct within each parent.
     """
-    unit = torch.nn.functional.normalize(residuals.float(), dim=-1)
-    cos = (unit @ torch.nn.functional.normalize(anchors.float(), dim=-1).T).cpu().double().numpy()  # (P, b, g)
-    codes = np.empty(cos.shape[:2], dtype=np.int64)
-    for p in range(cos.shape[0]):
-        rows, cols = linear_sum_assignment(cos[p], maximize=True)
-        codes[p, rows] = cols
+    P, b, d = residuals.shape
+    unit_anchors = torch.nn.functional.normalize(anchors.float(), dim=-1)
+    codes = np.empty((P, b), dtype=np.int64)
+    for part in row_chunks(P, chunk_rows(b * len(anchors))):
+        unit = torch.nn.functional.normalize(residuals[part].float(), dim=-1).reshape(-1, d)
+        cos = tile_mm(unit, unit_anchors).reshape(-1, b, len(anchors)).cpu().double().numpy()  # (p, b, g)
+        for p in range(cos.shape[0]):
+            rows, cols = linear_sum_assignment(cos[p], maximize=True)
+            codes[part.start + p, rows] = cols
     return codes
 
 

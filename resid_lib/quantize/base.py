@@ -1,8 +1,11 @@
 """The one protocol every quantizer follows, and the shared dedup step.
 
-``Q(**kwargs).fit(X)`` then ``encode(X) -> (n_items, n_levels) int64``. Codes that
-collide (two items with the same tuple) get an extra last level numbering the items
-within each colliding group (``0, 1, 2, ...``), so final SIDs are unique.
+``Q(**kwargs).fit(X)`` then ``encode(X) -> (n_items, n_levels) int64``; a fitted
+quantizer reports its ``codebook_sizes_``, the number of codes of each of those levels.
+Codes that collide (two items with the same tuple) get an extra last level numbering the
+items within each colliding group (``0, 1, 2, ...``), so final SIDs are unique; the
+quantizers whose last level already makes SIDs unique (GAOQ, hierarchical k-means) never
+get one.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io import torch_save
+from .chunks import chunk_rows, row_chunks
 
 
 def check_embeddings(X: Any, *, name: str = "embeddings") -> np.ndarray:
@@ -27,9 +31,10 @@ def check_embeddings(X: Any, *, name: str = "embeddings") -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number):
         raise DataError(f"{name}: expected numbers, got dtype {X.dtype}")
     X = X.astype(np.float32, copy=False)
-    bad = ~np.isfinite(X).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
+    rows = [np.flatnonzero(~np.isfinite(X[part]).all(axis=1)) + part.start
+            for part in row_chunks(len(X), chunk_rows(X.shape[1]))]
+    rows = np.concatenate(rows)
+    if len(rows):
         raise DataError(f"{name}: {len(rows)} row(s) contain NaN or Inf (first: row {rows[0]}); clean or drop them first")
     return X
 
@@ -80,6 +85,11 @@ class Quantizer(abc.ABC):
 
     def fit_encode(self, X) -> np.ndarray:
         return self.fit(X).encode(X)
+
+    @property
+    @abc.abstractmethod
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per level of the fitted quantizer's codes (one entry per column ``encode`` returns)."""
 
     @abc.abstractmethod
     def _fit(self, X: np.ndarray) -> None: ...

@@ -14,14 +14,19 @@ directly with ``log2 b_l``, the entropy of a codebook of size ``b_l`` used evenl
 - :func:`directional_coherence`: whether one code means one direction under every parent.
 - :func:`history_target_overlap`: how often a user's history shares the target's codes.
 - :func:`summarize`: all of the above as the ``diagnostics.json`` dictionary.
+
+Embeddings are read in row chunks (:mod:`~resid_lib.quantize.chunks`) and summed in float64,
+never copied whole.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..errors import DataError
+from .chunks import chunk_rows, row_chunks
 
 
 def _as_codes(codes) -> np.ndarray:
@@ -80,12 +85,17 @@ def reconstruction_error(X, X_hat) -> float:
     Args:
         X: (n, d) embeddings; X_hat: (n, d) the quantizer's reconstruction.
     """
-    X = np.asarray(X, dtype=np.float64)
-    X_hat = np.asarray(X_hat, dtype=np.float64)
+    X, X_hat = np.asarray(X), np.asarray(X_hat)
     if X.shape != X_hat.shape:
         raise DataError(f"reconstruction has shape {X_hat.shape}, embeddings {X.shape}")
-    total = float(((X - X.mean(axis=0)) ** 2).sum())
-    return float(((X - X_hat) ** 2).sum()) / total if total > 0 else 0.0
+    rows = chunk_rows(X.shape[1])
+    mean = sum(X[part].sum(axis=0, dtype=np.float64) for part in row_chunks(len(X), rows)) / len(X)
+    total = error = 0.0
+    for part in row_chunks(len(X), rows):
+        x = X[part].astype(np.float64)
+        error += float(((x - X_hat[part]) ** 2).sum())
+        total += float(((x - mean) ** 2).sum())
+    return error / total if total > 0 else 0.0
 
 
 def directional_coherence(X, codes, level: int = 2) -> float:
@@ -107,7 +117,7 @@ def directional_coherence(X, codes, level: int = 2) -> float:
         The mean cosine, or NaN when no code occurs under two parents.
     """
     codes = _as_codes(codes)
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
     if len(X) != len(codes):
         raise DataError(f"embeddings have {len(X)} rows, codes {len(codes)}")
     if not 2 <= level <= codes.shape[1]:
@@ -119,7 +129,7 @@ def directional_coherence(X, codes, level: int = 2) -> float:
     first = np.unique(child, return_index=True)[1]  # one item per child, in child-id order
     directions = mu_child - mu_parent[parent[first]]
     norms = np.linalg.norm(directions, axis=1)
-    keep = norms > 1e-12 * max(1.0, float(np.abs(X).max()))
+    keep = norms > 1e-12 * max(1.0, float(X.max()), -float(X.min()))
     units = directions[keep] / norms[keep, None]
     child_code = codes[first, level - 1][keep]
     cosines = []
@@ -133,9 +143,12 @@ def directional_coherence(X, codes, level: int = 2) -> float:
 
 
 def _group_means(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    sums = np.zeros((int(groups.max()) + 1, X.shape[1]))
-    np.add.at(sums, groups, X)
-    return sums / np.bincount(groups)[:, None]
+    """(n_groups, d) float64 mean of the rows of every group, summed in row chunks."""
+    sums = torch.zeros(int(groups.max()) + 1, X.shape[1], dtype=torch.float64)
+    index = torch.from_numpy(groups)
+    for part in row_chunks(len(X), chunk_rows(2 * X.shape[1])):
+        sums.index_add_(0, index[part], torch.from_numpy(np.asarray(X[part], dtype=np.float64)))
+    return sums.numpy() / np.bincount(groups)[:, None]
 
 
 def history_target_overlap(codes, histories: Sequence[np.ndarray], targets) -> list[dict[str, float]]:

@@ -4,15 +4,20 @@ Non-parametric; see ``docs/resid-method.md`` (Q-stage) for the method. With ``le
 
 1. Level 1: exactly balanced k-means of all items into ``b1`` clusters; code = cluster index.
 2. Aligned levels ``l = 2 .. L-1``: every node of level ``l-1`` (a parent) is split by
-   balanced k-means into ``b_l`` children, all parents at once
-   (:func:`~resid_lib.quantize.kmeans.balanced_kmeans_batched`). Each child centroid is
-   centered on its parent, ``r_j = mu_j - mu_parent``, and matched to the level's shared
-   anchors (``g_l >= b_l`` unit vectors) by the Hungarian algorithm on cosine similarity;
-   a child's code is its anchor's index, so a code points the same way under every parent.
+   balanced k-means into ``b_l`` children, many parents at once and, in a process group,
+   the parents spread over the ranks (:mod:`~resid_lib.quantize.spread`; parent ``p``'s
+   k-means is seeded by ``(seed, l, p)``, so the codes do not depend on the split). Each
+   child centroid is centered on its parent, ``r_j = mu_j - mu_parent``, and matched to the
+   level's shared anchors (``g_l >= b_l`` unit vectors) by the Hungarian algorithm on cosine
+   similarity; a child's code is its anchor's index, so a code points the same way under
+   every parent.
 3. Last level: items sharing a prefix ``(c_1 .. c_{L-1})`` are told apart by matching their
    residuals (item minus its level ``L-1`` centroid) to an orthonormal codebook whose size is
    the largest prefix group, again with the Hungarian algorithm: codes are unique within the
    prefix, hence every SID is unique.
+
+Memory stays proportional to the data: items are read in row chunks
+(:mod:`~resid_lib.quantize.chunks`), never copied whole.
 
 Encoding is defined for the fitted catalog: ``encode`` returns the fitted codes for rows that
 are (bit for bit) training rows. Other rows get, level by level, the code of the nearest
@@ -33,7 +38,9 @@ from ..errors import ConfigError, DataError
 from ..train import progress
 from .anchors import learned_anchors, make_anchors, match_codes
 from .base import Quantizer
-from .kmeans import balanced_kmeans, balanced_kmeans_batched
+from .chunks import chunk_rows, nearest, nearest_child, row_chunks, tile_mm
+from .kmeans import balanced_kmeans
+from .spread import cluster_children, on_first_rank, over_ranks
 
 #: ``branching="auto"``: the aligned levels multiply to about n_items / this (the paper's 10-20x)
 AUTO_ITEMS_PER_PREFIX = 15
@@ -119,6 +126,12 @@ class GAOQ(Quantizer):
         b = max(2, round((n_items / AUTO_ITEMS_PER_PREFIX) ** (1 / (self.levels - 1))))
         return [b] * (self.levels - 1)
 
+    @property
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per level of the fitted SIDs: b_1, the anchor count g_l of every aligned level,
+        and the derived last level (no dedup level: the SIDs are unique by construction)."""
+        return (self.branching_[0], *(len(a) for a in self.anchors_), self.branching_[-1])
+
     def _resolve_anchor_counts(self, branching: list[int]) -> list[int]:
         aligned = branching[1:]
         if self.n_anchors is None:
@@ -168,11 +181,11 @@ class GAOQ(Quantizer):
         for level in steps:
             start = time.perf_counter()
             if level == 1:
-                centroids, labels = balanced_kmeans(Xt, branching[0], n_iter=self.n_iter, seed=self.seed)
-                node = labels
-                self.centroids_.append(centroids.cpu().numpy())
+                centroids, labels = on_first_rank(lambda: self._fit_first_level(Xt, branching[0]))
+                node = torch.from_numpy(labels).to(device)
+                self.centroids_.append(centroids)
                 self.node_codes_.append(np.arange(branching[0], dtype=np.int64))
-                codes[:, 0] = labels.cpu().numpy()
+                codes[:, 0] = labels
             elif level < self.levels:
                 node, level_codes = self._fit_aligned_level(Xt, node, level, branching[level - 1], anchor_counts[level - 2])
                 codes[:, level - 1] = level_codes
@@ -188,6 +201,11 @@ class GAOQ(Quantizer):
         self.n_collisions_ = 0
         self.row_hashes_ = _row_hashes(X)
 
+    def _fit_first_level(self, X: torch.Tensor, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Balanced k-means of all items: (b, d) centroids, (n,) labels."""
+        centroids, labels = balanced_kmeans(X, b, n_iter=self.n_iter, seed=self.seed)
+        return centroids.cpu().numpy(), labels.cpu().numpy()
+
     def _fit_aligned_level(
         self, X: torch.Tensor, parent: torch.Tensor, level: int, b: int, g: int
     ) -> tuple[torch.Tensor, np.ndarray]:
@@ -198,20 +216,18 @@ class GAOQ(Quantizer):
         Returns:
             (n,) node index of every item at this level (parent * b + child), (n,) item codes.
         """
-        parents = self.centroids_[-1]
+        parents = torch.from_numpy(self.centroids_[-1]).to(X.device)
         n_parents, d = parents.shape
-        batch, lengths, order = _group_rows(X, parent, n_parents)
-        centroids, labels = balanced_kmeans_batched(batch, b, lengths=lengths, n_iter=self.n_iter, seed=self.seed + level)
-        residuals = centroids - torch.from_numpy(parents).to(X.device)[:, None, :]  # (P, b, d)
+        centroids, child = cluster_children(X, parent, n_parents, b, balanced=True, seed=self.seed, level=level,
+                                            n_iter=self.n_iter)
+        residuals = centroids - parents[:, None, :]  # (P, b, d)
         seed = self.seed + 1000 * level
         if self.anchors == "learned":
-            anchors = learned_anchors(residuals, g, seed=seed, allow_fallback=self.anchor_fallback)
+            anchors = on_first_rank(lambda: learned_anchors(residuals, g, seed=seed, allow_fallback=self.anchor_fallback))
         else:
             anchors = make_anchors(d, g, seed=seed, allow_fallback=self.anchor_fallback, setting=f"level {level} anchors")
-        child_codes = match_codes(residuals, torch.from_numpy(anchors).to(X.device))  # (P, b)
-        valid = labels >= 0
-        child = torch.empty_like(parent)
-        child[order] = labels[valid]
+        unit_anchors = torch.from_numpy(anchors).to(X.device)
+        child_codes = np.concatenate(over_ranks(n_parents, lambda share: match_codes(residuals[share], unit_anchors)))
         node = parent * b + child
         self.centroids_.append(centroids.reshape(n_parents * b, d).cpu().numpy())
         self.node_codes_.append(child_codes.reshape(-1))
@@ -219,25 +235,35 @@ class GAOQ(Quantizer):
         return node, self.node_codes_[-1][node.cpu().numpy()]
 
     def _fit_last_level(self, X: torch.Tensor, node: torch.Tensor, d: int) -> tuple[np.ndarray, np.ndarray]:
-        """Codebook (B, d) of the derived last level and (n,) item codes, unique within every prefix."""
+        """Codebook (B, d) of the derived last level and (n,) item codes, unique within every prefix.
+
+        The prefix groups are spread over the ranks; each solves its groups' assignments.
+        """
         node_np = node.cpu().numpy()
         sizes = np.bincount(node_np)
         size = int(sizes.max())
         codebook = make_anchors(d, size, seed=self.seed + 1000 * self.levels, allow_fallback=self.anchor_fallback,
                                 setting=f"last level (size {size}, the largest prefix group)")
-        residuals = X - torch.from_numpy(self.centroids_[-1]).to(X.device)[node]
-        cos = torch.nn.functional.normalize(residuals, dim=1) @ torch.from_numpy(codebook).to(X.device).T  # (n, B)
-        cos = cos.cpu().numpy()
+        book = torch.from_numpy(codebook).to(X.device)
+        centroids = torch.from_numpy(self.centroids_[-1]).to(X.device)
         order = np.argsort(node_np, kind="stable")
         bounds = np.r_[0, np.cumsum(sizes)]
+
+        def work(share: slice) -> np.ndarray:
+            first = bounds[share.start]
+            cos = _residual_cosines(X, node, centroids, book, order[first : bounds[share.stop]])
+            codes = np.empty(len(cos), dtype=np.int64)
+            for g in range(share.start, share.stop):
+                start, stop = bounds[g] - first, bounds[g + 1] - first
+                if stop - start == 1:
+                    codes[start] = int(np.argmax(cos[start]))
+                elif stop > start:
+                    rows, cols = linear_sum_assignment(cos[start:stop], maximize=True)
+                    codes[start + rows] = cols
+            return codes
+
         codes = np.empty(len(node_np), dtype=np.int64)
-        for g in range(len(sizes)):
-            items = order[bounds[g] : bounds[g + 1]]
-            if len(items) == 1:
-                codes[items] = int(np.argmax(cos[items[0]]))
-                continue
-            rows, cols = linear_sum_assignment(cos[items], maximize=True)
-            codes[items[rows]] = cols
+        codes[order] = np.concatenate(over_ranks(len(sizes), work))
         return codebook, codes
 
     # ------------------------------------------------------------------ encoding
@@ -256,49 +282,45 @@ class GAOQ(Quantizer):
         codes[known] = self.codes_[sorter[pos[known]]]
         return codes
 
-    def _encode_nearest(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def _encode_nearest(self, X: np.ndarray) -> np.ndarray:
         """Codes of new rows: nearest child centroid under their prefix at every level."""
+        x = torch.from_numpy(X)
         out = np.empty((len(X), self.levels), dtype=np.int64)
-        for start in range(0, len(X), chunk):
-            x = torch.from_numpy(X[start : start + chunk])
-            node = torch.cdist(x, torch.from_numpy(self.centroids_[0])).argmin(1)
-            out[start : start + chunk, 0] = self.node_codes_[0][node.numpy()]
-            for level in range(2, self.levels):
-                b = self.branching_[level - 1]
-                cand = node[:, None] * b + torch.arange(b)  # (r, b) children of each row's node
-                cent = torch.from_numpy(self.centroids_[level - 1])[cand]  # (r, b, d)
-                node = cand.gather(1, ((cent - x[:, None, :]) ** 2).sum(-1).argmin(1, keepdim=True)).squeeze(1)
-                out[start : start + chunk, level - 1] = self.node_codes_[level - 1][node.numpy()]
-            residual = x - torch.from_numpy(self.centroids_[-1])[node]
-            cos = torch.nn.functional.normalize(residual, dim=1) @ torch.from_numpy(self.codebook_).T
-            out[start : start + chunk, -1] = cos.argmax(1).numpy()
+        node = nearest(x, torch.from_numpy(self.centroids_[0]))
+        out[:, 0] = self.node_codes_[0][node.numpy()]
+        for level in range(2, self.levels):
+            b = self.branching_[level - 1]
+            children = torch.from_numpy(self.centroids_[level - 1]).reshape(-1, b, X.shape[1])
+            node = node * b + nearest_child(x, node, children)
+            out[:, level - 1] = self.node_codes_[level - 1][node.numpy()]
+        last = torch.from_numpy(self.centroids_[-1])
+        book = torch.from_numpy(self.codebook_)
+        for part in row_chunks(len(X), chunk_rows(max(X.shape[1], len(book)))):
+            residual = torch.nn.functional.normalize(x[part] - last[node[part]], dim=1)
+            out[part, -1] = tile_mm(residual, book).argmax(1).numpy()
         return out
 
 
-def _group_rows(X: torch.Tensor, group: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pack rows by group into a zero-padded batch.
-
-    Args:
-        X: (n, d); group: (n,) group index of every row.
-    Returns:
-        batch (n_groups, m, d) with m the largest group, lengths (n_groups,), and the order
-        (n,) of the rows in the batch (row ``order[i]`` is the i-th valid batch entry, group-major).
-    """
-    order = torch.argsort(group, stable=True)
-    lengths = torch.bincount(group, minlength=n_groups)
-    starts = torch.cumsum(lengths, 0) - lengths
-    sorted_group = group[order]
-    slot = torch.arange(len(order), device=X.device) - starts[sorted_group]
-    batch = torch.zeros(n_groups, int(lengths.max()), X.shape[1], dtype=X.dtype, device=X.device)
-    batch[sorted_group, slot] = X[order]
-    return batch, lengths, order
+def _residual_cosines(
+    X: torch.Tensor, node: torch.Tensor, centroids: torch.Tensor, book: torch.Tensor, items: np.ndarray
+) -> np.ndarray:
+    """(len(items), B) cosine between every item's residual (item minus its node's centroid) and
+    every codebook row, in row chunks. X (n, d), node (n,), centroids (n_nodes, d), book (B, d)."""
+    out = np.empty((len(items), book.shape[0]), dtype=np.float32)
+    items_t = torch.from_numpy(items).to(X.device)
+    for part in row_chunks(len(items), chunk_rows(max(X.shape[1], book.shape[0]))):
+        rows = items_t[part]
+        residual = torch.nn.functional.normalize(X[rows] - centroids[node[rows]], dim=1)
+        out[part] = tile_mm(residual, book).cpu().numpy()
+    return out
 
 
 def _row_hashes(X: np.ndarray) -> np.ndarray:
-    """(n,) uint64 fingerprint of every row's float32 bits (a random linear hash mod 2^64)."""
-    words = np.ascontiguousarray(X, dtype=np.float32).view(np.uint32)
+    """(n,) uint64 fingerprint of every row's float32 bits (a random linear hash mod 2^64), in row chunks."""
     weights = np.random.default_rng(20260202).integers(1, 2**63, size=X.shape[1], dtype=np.uint64) | np.uint64(1)
     out = np.zeros(len(X), dtype=np.uint64)
-    for start in range(0, X.shape[1], 64):
-        out += (words[:, start : start + 64].astype(np.uint64) * weights[start : start + 64]).sum(1, dtype=np.uint64)
+    for part in row_chunks(len(X), chunk_rows(128)):  # uint64 temporaries of 64 columns
+        words = np.ascontiguousarray(X[part], dtype=np.float32).view(np.uint32)
+        for start in range(0, X.shape[1], 64):
+            out[part] += (words[:, start : start + 64].astype(np.uint64) * weights[start : start + 64]).sum(1, dtype=np.uint64)
     return out

@@ -10,6 +10,9 @@ in GAOQ, but numbered locally too: the items sharing a prefix get ``0, 1, ...`` 
 increasing distance to their prefix group's centroid. ``levels`` and ``branching``
 mean what they mean for GAOQ (``branching`` lists ``b_1..b_{L-1}``, or "auto").
 
+Per-parent clusterings are seeded by ``(seed, level, parent)`` and spread over the ranks of
+a process group (:mod:`~resid_lib.quantize.spread`); items are read in row chunks.
+
 Encoding the fitted matrix returns the fitted assignment (balanced clusters are filled
 by capacity, not strictly by nearest centroid); other rows descend the tree to their
 nearest centroids and are numbered within their prefix group among the rows encoded.
@@ -22,26 +25,11 @@ import torch
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from .base import Quantizer
-from .codebook import as_tensor, digest, nearest_code
+from .chunks import chunk_rows, nearest, nearest_child, row_chunks
+from .codebook import as_tensor, digest
 from .gaoq import GAOQ
-from .kmeans import balanced_kmeans, balanced_kmeans_batched, kmeans, kmeans_batched
-
-
-def group_rows(groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded row indices per group.
-
-    Args:
-        groups: (n,) int64 group of every row, values in ``0..n_groups-1``.
-    Returns:
-        index (n_groups, m_max) int64 (padding -1) and lengths (n_groups,).
-    """
-    lengths = torch.bincount(groups, minlength=n_groups)
-    order = torch.argsort(groups, stable=True)
-    starts = torch.cumsum(lengths, 0) - lengths
-    rank = torch.arange(len(groups), device=groups.device) - starts[groups[order]]
-    index = torch.full((n_groups, int(lengths.max())), -1, dtype=torch.long, device=groups.device)
-    index[groups[order], rank] = order
-    return index, lengths
+from .kmeans import balanced_kmeans, kmeans
+from .spread import cluster_children, on_first_rank
 
 
 def rank_within_groups(groups: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
@@ -83,8 +71,9 @@ class HierarchicalKMeans(Quantizer):
         self.n_iter = n_iter
 
     @property
-    def codebook_sizes_(self) -> list[int]:
-        return [*self.branching_, self.last_size_]
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per level: the branching factors and the derived last level (SIDs are unique)."""
+        return (*self.branching_, self.last_size_)
 
     def _fit(self, X: np.ndarray) -> None:
         n = len(X)
@@ -92,23 +81,25 @@ class HierarchicalKMeans(Quantizer):
         device = resolve_device(self.device)
         data = as_tensor(X, device)
         cluster = balanced_kmeans if self.balanced else kmeans
-        centroids, labels = cluster(data, self.branching_[0], n_iter=self.n_iter, seed=self.seed)
-        self.centroids_ = [centroids.cpu()]  # level l: (n_parents, b_l, d), level 1 as (b_1, d)
+
+        def first_level() -> tuple[np.ndarray, np.ndarray]:
+            centroids, labels = cluster(data, self.branching_[0], n_iter=self.n_iter, seed=self.seed)
+            return centroids.cpu().numpy(), labels.cpu().numpy()
+
+        centroids, labels = on_first_rank(first_level)
+        labels = torch.from_numpy(labels).to(device)
+        self.centroids_ = [torch.from_numpy(centroids)]  # level l: (n_parents, b_l, d), level 1 as (b_1, d)
         codes = [labels]
         parent = labels
         n_parents = self.branching_[0]
-        batched = balanced_kmeans_batched if self.balanced else kmeans_batched
         for level, b in enumerate(self.branching_[1:], start=2):
-            index, lengths = group_rows(parent, n_parents)
+            lengths = torch.bincount(parent, minlength=n_parents)
             if int(lengths.min()) < b:
                 p = int(lengths.argmin())
                 raise DataError(f"hkmeans: a level-{level - 1} cluster holds {int(lengths[p])} items, fewer than its "
                                 f"{b} children; lower quantize.branching or use balanced k-means")
-            batch = data[index.clamp(min=0)]
-            centroids, local = batched(batch, b, lengths=lengths, n_iter=self.n_iter, seed=self.seed + level)
-            labels = torch.empty(n, dtype=torch.long, device=device)
-            valid = index >= 0
-            labels[index[valid]] = local[valid]
+            centroids, labels = cluster_children(data, parent, n_parents, b, balanced=self.balanced, seed=self.seed,
+                                                 level=level, n_iter=self.n_iter)
             self.centroids_.append(centroids.cpu())
             codes.append(labels)
             parent = parent * b + labels
@@ -120,10 +111,16 @@ class HierarchicalKMeans(Quantizer):
 
     @staticmethod
     def _last_level(data: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-        """Rank of every item within its prefix group by distance to the group's mean."""
-        sums = torch.zeros(n_groups, data.shape[1], dtype=data.dtype, device=data.device).index_add_(0, group, data)
+        """Rank of every item within its prefix group by distance to the group's mean (row chunks)."""
+        rows = chunk_rows(data.shape[1])
+        sums = torch.zeros(n_groups, data.shape[1], dtype=data.dtype, device=data.device)
+        for part in row_chunks(len(data), rows):
+            sums.index_add_(0, group[part], data[part])
         means = sums / torch.bincount(group, minlength=n_groups).clamp(min=1)[:, None].to(data.dtype)
-        return rank_within_groups(group, ((data - means[group]) ** 2).sum(1))
+        distance = torch.empty(len(data), dtype=data.dtype, device=data.device)
+        for part in row_chunks(len(data), rows):
+            distance[part] = ((data[part] - means[group[part]]) ** 2).sum(1)
+        return rank_within_groups(group, distance)
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         if digest(X) == self.digest_:
@@ -131,11 +128,10 @@ class HierarchicalKMeans(Quantizer):
         if X.shape[1] != self.centroids_[0].shape[1]:
             raise DataError(f"hkmeans: fitted on {self.centroids_[0].shape[1]} dimensions, got {X.shape[1]}")
         data = torch.from_numpy(X)
-        labels = nearest_code(data, self.centroids_[0])
+        labels = nearest(data, self.centroids_[0])
         codes, parent = [labels], labels
         for centroids, b in zip(self.centroids_[1:], self.branching_[1:]):
-            children = centroids[parent]  # (n, b, d)
-            labels = ((children - data[:, None, :]) ** 2).sum(-1).argmin(1)
+            labels = nearest_child(data, parent, centroids)
             codes.append(labels)
             parent = parent * b + labels
         _, group = torch.unique(parent, return_inverse=True)

@@ -1,13 +1,22 @@
-"""K-means in torch: plain, exactly balanced, and batched over many independent problems.
+"""K-means in torch: plain, exactly balanced, and over many independent problems at once.
 
-All variants share one Lloyd engine that works on a padded batch ``(P, m, d)`` of
-``P`` independent problems (a single problem is ``P = 1``), so the same code runs on
-CPU and GPU and the per-parent clusterings of GAOQ run together instead of in a
-Python loop.
+All variants share one Lloyd engine that solves ``P`` independent problems, each a set of
+rows of one ``(n, d)`` matrix (a single problem is ``P = 1``), so the same code runs on CPU
+and GPU and the per-parent clusterings of GAOQ run together instead of in a Python loop.
 
-Initialisation is greedy k-means++ (``2 + ln k`` candidates per step, the best
-reduction of the potential wins). Random draws come from a numpy Generator seeded
-with ``seed`` so CPU and GPU pick the same points.
+Independent problems. A problem's result depends only on its rows and its seed, never on
+which problems share its batch, how the work is chunked, or which process solves it: every
+problem draws from its own numpy Generator (seeded with ``seed``, or its own entry of a
+list of seeds, so CPU and GPU pick the same points), stops on its own convergence test, and
+every reduction over its rows runs in row order. The engine solves problems in batches of
+bounded size (``_BATCH_FLOATS``) and computes distances in row chunks
+(:mod:`~resid_lib.quantize.chunks`), so memory stays proportional to the data. The one
+``(rows, k)`` matrix kept whole is a batch's cost matrix for the balanced assignment.
+
+Initialisation is k-means++ (greedy with ``2 + ln k`` candidates per step, the best
+reduction of the potential wins, when clusters will be large). Problems with more than
+``_SAMPLE_ROWS_PER_CLUSTER`` rows per cluster are first clustered on a uniform sample of
+that size, whose centroids and cluster prices start the iterations on all rows.
 
 Exact balance. With ``n = q k + r`` points, ``r`` clusters get ``q + 1`` points and
 the rest ``q`` (sizes differ by at most one). The assignment step solves the
@@ -34,12 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from .chunks import ROW_TILE, chunk_rows, row_chunks
 
 #: cheapest clusters (at least; k / 8 for large k) tried first when a row looks for its next best
 _CANDIDATES = 8
@@ -47,10 +57,15 @@ _CANDIDATES = 8
 _SAMPLE_ROWS_PER_CLUSTER = 128
 #: k-means++ tries several candidates per seed only when clusters average this many rows
 _GREEDY_MIN_ROWS = 32
-#: problems with at most this many multiply-adds per distance pass run single-threaded on CPU
+#: batches with at most this many multiply-adds per distance pass run single-threaded on CPU
 _SMALL_WORK = 2**30
-#: the auction hands over to shortest paths once this many steps did not lower the excess
+#: a batch of problems holds at most this many floats of centered rows plus costs (rows x (d + k));
+#: small batches finish sooner, as a batch's auction takes as many steps as its slowest problem
+_BATCH_FLOATS = 2**23
+#: the auction hands over to shortest paths once this many steps did not lower a problem's excess ...
 _STALL_STEPS = 3
+#: ... and the excess is at most this fraction of its clusters (the end game, not a price war)
+_END_GAME = 0.25
 
 #: price steps allowed per assignment before giving up (never reached in practice)
 _MAX_PRICE_STEPS = 1_000_000
@@ -65,23 +80,26 @@ _TOL = 1e-4
 #: ... or the within-cluster sum of squares improved by less than this fraction
 _RTOL = 1e-3
 
+#: one problem's seed: an int or a tuple of ints (numpy SeedSequence entropy)
+Seed = int | Sequence[int]
+
 
 def kmeans(
-    X: torch.Tensor, k: int, *, n_iter: int = 30, seed: int = 0, chunk_size: int | None = None
+    X: torch.Tensor, k: int, *, n_iter: int = 30, seed: Seed = 0, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain k-means (k-means++ init). X (n, d) -> centroids (k, d), labels (n,) int64."""
     X = _check_single(X, k)
-    centroids, labels = _lloyd(X[None], None, k, balanced=False, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-    return centroids[0], labels[0]
+    centroids, labels = _lloyd(X, _all_rows(X), k, balanced=False, n_iter=n_iter, seed=[seed], chunk_size=chunk_size)
+    return centroids[0], labels[0, : X.shape[0]]
 
 
 def balanced_kmeans(
-    X: torch.Tensor, k: int, *, n_iter: int = 30, seed: int = 0, chunk_size: int | None = None
+    X: torch.Tensor, k: int, *, n_iter: int = 30, seed: Seed = 0, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exactly balanced: cluster sizes differ by at most one. X (n, d) -> centroids (k, d), labels (n,)."""
     X = _check_single(X, k)
-    centroids, labels = _lloyd(X[None], None, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-    return centroids[0], labels[0]
+    centroids, labels = _lloyd(X, _all_rows(X), k, balanced=True, n_iter=n_iter, seed=[seed], chunk_size=chunk_size)
+    return centroids[0], labels[0, : X.shape[0]]
 
 
 def kmeans_batched(
@@ -90,7 +108,7 @@ def kmeans_batched(
     *,
     lengths: torch.Tensor | None = None,
     n_iter: int = 30,
-    seed: int = 0,
+    seed: Seed | Sequence[Seed] = 0,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain k-means on P independent problems at once.
@@ -98,11 +116,13 @@ def kmeans_batched(
     Args:
         X: (P, m, d) padded batch; problem p uses rows ``X[p, :lengths[p]]``.
         lengths: (P,) number of valid rows per problem (default: all m).
+        seed: one seed for every problem, or a list with one per problem.
     Returns:
         centroids (P, k, d), labels (P, m) int64 with -1 on padding rows.
     """
-    lengths = _check_batch(X, k, lengths)
-    return _lloyd(X, lengths, k, balanced=False, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    source, index = _batch_rows(X, k, lengths)
+    centroids, labels = _lloyd(source, index, k, balanced=False, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    return centroids, labels[:, : X.shape[1]]
 
 
 def balanced_kmeans_batched(
@@ -111,7 +131,7 @@ def balanced_kmeans_batched(
     *,
     lengths: torch.Tensor | None = None,
     n_iter: int = 30,
-    seed: int = 0,
+    seed: Seed | Sequence[Seed] = 0,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exactly balanced k-means on P independent problems at once (sizes within one per problem).
@@ -119,11 +139,63 @@ def balanced_kmeans_batched(
     Args:
         X: (P, m, d) padded batch; problem p uses rows ``X[p, :lengths[p]]``.
         lengths: (P,) number of valid rows per problem (default: all m); each must be >= k.
+        seed: one seed for every problem, or a list with one per problem.
     Returns:
         centroids (P, k, d), labels (P, m) int64 with -1 on padding rows.
     """
-    lengths = _check_batch(X, k, lengths)
-    return _lloyd(X, lengths, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    source, index = _batch_rows(X, k, lengths)
+    centroids, labels = _lloyd(source, index, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    return centroids, labels[:, : X.shape[1]]
+
+
+def kmeans_groups(
+    X: torch.Tensor,
+    index: torch.Tensor,
+    k: int,
+    *,
+    balanced: bool = False,
+    n_iter: int = 30,
+    seed: Seed | Sequence[Seed] = 0,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K-means (exactly balanced with ``balanced=True``) of every group of rows of X on its own.
+
+    No copy of X is made: the groups' rows are gathered chunk by chunk.
+
+    Args:
+        X: (n, d) rows.
+        index: (G, m) int64 rows of X in each group, valid entries first, -1 after them
+            (:func:`group_rows` builds it); every group needs at least k rows.
+        seed: one seed for every group, or a list with one per group (an int or a tuple of
+            ints each); a group's result depends only on its rows and its seed.
+    Returns:
+        centroids (G, k, d), labels (G, m) int64 cluster of every entry of ``index`` (-1 on padding).
+    """
+    if not isinstance(X, torch.Tensor) or X.ndim != 2 or X.shape[1] == 0:
+        raise DataError(f"k-means: expected a 2-D tensor (n, d), got {getattr(X, 'shape', type(X))}")
+    index = torch.as_tensor(index, dtype=torch.long, device=X.device)
+    lengths = (index >= 0).sum(1)
+    _check_lengths(lengths, k)
+    _check_finite(X, index[index >= 0])
+    centroids, labels = _lloyd(X, index, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
+    return centroids, labels[:, : index.shape[1]]
+
+
+def group_rows(groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded row indices per group.
+
+    Args:
+        groups: (n,) int64 group of every row, values in ``0..n_groups-1``.
+    Returns:
+        index (n_groups, m_max) int64 (rows in increasing order, padding -1) and lengths (n_groups,).
+    """
+    lengths = torch.bincount(groups, minlength=n_groups)
+    order = torch.argsort(groups, stable=True)
+    starts = torch.cumsum(lengths, 0) - lengths
+    rank = torch.arange(len(groups), device=groups.device) - starts[groups[order]]
+    index = torch.full((n_groups, int(lengths.max())), -1, dtype=torch.long, device=groups.device)
+    index[groups[order], rank] = order
+    return index, lengths
 
 
 def balanced_assignment(cost: torch.Tensor, *, tolerance: float = _EPS_FINAL) -> torch.Tensor:
@@ -157,9 +229,9 @@ def balanced_sizes(n: int, k: int) -> tuple[int, int]:
 def within_sse(X: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> float:
     """Within-cluster sum of squared distances. X (n, d), centroids (k, d), labels (n,)."""
     total = 0.0
-    for start in range(0, X.shape[0], 8192):
-        rows = slice(start, start + 8192)
-        total += float(((X[rows].double() - centroids.double()[labels[rows]]) ** 2).sum())
+    C = centroids.double()
+    for rows in row_chunks(X.shape[0], chunk_rows(X.shape[1])):
+        total += float(((X[rows].double() - C[labels[rows]]) ** 2).sum())
     return total
 
 
@@ -173,247 +245,377 @@ def _check_k(n: int, k: int, where: str) -> None:
         raise DataError(f"k-means: {where} has {n} items, fewer than the {k} clusters requested")
 
 
+def _check_lengths(lengths: torch.Tensor, k: int) -> None:
+    p = int(lengths.argmin())
+    _check_k(int(lengths[p]), k, f"problem {p} of the batch")
+
+
+def _check_finite(X: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+    """DataError when a row of X (or of ``X[rows]``) holds NaN or Inf; checked in row chunks."""
+    n = X.shape[0] if rows is None else rows.shape[0]
+    for part in row_chunks(n, chunk_rows(X.shape[1])):
+        if not bool(torch.isfinite(X[part] if rows is None else X[rows[part]]).all()):
+            raise DataError("k-means: the input contains NaN or Inf")
+
+
 def _check_single(X: torch.Tensor, k: int) -> torch.Tensor:
     if not isinstance(X, torch.Tensor):
         X = torch.as_tensor(np.asarray(X))
     if X.ndim != 2 or X.shape[1] == 0:
         raise DataError(f"k-means: expected a 2-D tensor (n, d), got shape {tuple(X.shape)}")
     _check_k(X.shape[0], k, "the input")
-    if not torch.isfinite(X).all():
-        raise DataError("k-means: the input contains NaN or Inf")
+    _check_finite(X)
     return X
 
 
-def _check_batch(X: torch.Tensor, k: int, lengths: torch.Tensor | None) -> torch.Tensor:
+def _batch_rows(X: torch.Tensor, k: int, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch (P, m, d) as rows (P * m, d) of one matrix and the (P, m) index of each problem's rows."""
     if X.ndim != 3 or X.shape[2] == 0:
         raise DataError(f"k-means: expected a padded batch (P, m, d), got shape {tuple(X.shape)}")
-    P, m, _ = X.shape
+    P, m, d = X.shape
     if lengths is None:
         lengths = torch.full((P,), m, dtype=torch.long)
     lengths = torch.as_tensor(lengths, dtype=torch.long).to(X.device)
     if lengths.shape != (P,) or int(lengths.max()) > m:
         raise DataError(f"k-means: lengths must be (P,) = ({P},) values <= {m}")
-    smallest = int(lengths.min())
-    if smallest < k:
-        p = int(lengths.argmin())
-        _check_k(smallest, k, f"problem {p} of the batch")
-    valid = torch.arange(m, device=X.device)[None, :] < lengths[:, None]
-    if not torch.isfinite(X[valid]).all():
-        raise DataError("k-means: the input contains NaN or Inf")
-    return lengths
+    _check_lengths(lengths, k)
+    slot = torch.arange(m, device=X.device)
+    index = torch.where(slot[None, :] < lengths[:, None], torch.arange(P, device=X.device)[:, None] * m + slot, -1)
+    source = X.reshape(P * m, d)
+    _check_finite(source, index[index >= 0])
+    return source, index
+
+
+def _all_rows(X: torch.Tensor) -> torch.Tensor:
+    """(1, n) index of every row of X: the single problem."""
+    return torch.arange(X.shape[0], device=X.device)[None, :]
+
+
+def _problem_seeds(seed: Seed | Sequence[Seed], P: int) -> list[Seed]:
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed)] * P
+    seeds = list(seed)
+    if len(seeds) != P:
+        raise ConfigError(f"k-means: {len(seeds)} seeds for {P} problems")
+    return seeds
 
 
 # ------------------------------------------------------------------ engine
 
 
-def _auto_chunk(m: int, k: int, d: int, P: int) -> int:
-    """Rows per distance block so one block's temporaries stay near 64M floats."""
-    return max(1, min(m, (64 * 2**20) // max(1, P * max(k, d))))
-
-
-def _squared_norms(X: torch.Tensor) -> torch.Tensor:
-    """Squared norms over the last dimension, without a temporary the size of X."""
-    return torch.linalg.vector_norm(X, dim=-1) ** 2
-
-
-def _distances(X: torch.Tensor, C: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``||c||^2 - 2 x.c`` (the squared distance without the per-row ``||x||^2``).
-
-    X (P, m, d), C (P, k, d) -> (P, m, k), computed in row blocks of ``chunk``.
-    """
-    P, m, _ = X.shape
-    cc = (C * C).sum(-1)[:, None, :]
-    Ct = C.transpose(1, 2)
-    out = torch.empty(P, m, C.shape[1], dtype=X.dtype, device=X.device)
-    for s in range(0, m, chunk):
-        torch.baddbmm(cc, X[:, s : s + chunk], Ct, beta=1.0, alpha=-2.0, out=out[:, s : s + chunk])
-    return out
-
-
-def _kmeanspp(X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator) -> torch.Tensor:
-    """k-means++ seeding. X (P, m, d) centered, xx (P, m) squared norms -> (P, k, d).
-
-    Greedy (``2 + ln k`` candidates per seed, the one lowering the potential most wins) when
-    clusters will be large; plain (one candidate) when they average fewer than
-    ``_GREEDY_MIN_ROWS`` rows, where extra candidates barely change the seeds. Runs
-    single-threaded on CPU (a loop of k small steps).
-    """
-    P, m, d = X.shape
-    n_trials = 2 + int(math.log(k)) if m >= _GREEDY_MIN_ROWS * k else 1
-    with single_thread_on_cpu(X.device):
-        return _kmeanspp_loop(X, xx, valid, k, rng, n_trials)
-
-
-def _kmeanspp_loop(
-    X: torch.Tensor, xx: torch.Tensor, valid: torch.Tensor, k: int, rng: np.random.Generator, n_trials: int
-) -> torch.Tensor:
-    P, m, d = X.shape
-    device = X.device
-    lengths = valid.sum(1)
-    batch = torch.arange(P, device=device)
-    first = torch.as_tensor(rng.random(P), dtype=torch.float64, device=device)
-    first = torch.clamp((first * lengths).long(), max=m - 1)
-    C = torch.empty(P, k, d, dtype=X.dtype, device=device)
-    C[:, 0] = X[batch, first]
-    closest = torch.clamp(xx - 2 * torch.einsum("pmd,pd->pm", X, C[:, 0]) + xx[batch, first][:, None], min=0) * valid
-    for c in range(1, k):
-        cum = torch.cumsum(closest.double(), dim=1)
-        u = torch.as_tensor(rng.random((P, n_trials)), dtype=torch.float64, device=device) * cum[:, -1:]
-        cand = torch.minimum(torch.searchsorted(cum, u), lengths[:, None] - 1)  # (P, t)
-        cx = X[batch[:, None], cand]  # (P, t, d)
-        dist = xx[:, :, None] - 2 * torch.bmm(X, cx.transpose(1, 2)) + xx[batch[:, None], cand][:, None, :]
-        dist = torch.minimum(closest[:, :, None], torch.clamp(dist, min=0)) * valid[:, :, None]
-        best = dist.sum(1).argmin(1)  # (P,)
-        closest = dist[batch, :, best]
-        C[:, c] = cx[batch, best]
-    return C
-
-
 def _lloyd(
     X: torch.Tensor,
-    lengths: torch.Tensor | None,
+    index: torch.Tensor,
     k: int,
     *,
     balanced: bool,
     n_iter: int,
-    seed: int,
+    seed: Seed | Sequence[Seed],
     chunk_size: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K-means on a padded batch. X (P, m, d) -> centroids (P, k, d), labels (P, m) (-1 on padding).
+    """K-means of P problems, each the rows ``X[index[p, :lengths[p]]]`` (valid entries first, then -1).
 
-    Large problems (more than ``_SAMPLE_ROWS_PER_CLUSTER`` rows per cluster) are first
-    clustered on a uniform sample of that size; its centroids and cluster prices start the
-    iterations on all rows, which then need few steps. Small problems run single-threaded on
-    CPU (see :func:`single_thread_on_cpu`).
+    Problems are grouped by how they start (on a sample or not, greedy k-means++ or not) and
+    solved in batches of consecutive problems holding at most ``_BATCH_FLOATS`` floats; as every
+    problem is independent of its batch, the grouping changes nothing but the memory peak.
+    Returns centroids (P, k, d) in X's floating dtype, labels (P, m') with m' >= m, -1 on padding.
     """
     if n_iter < 1:
         raise ConfigError(f"k-means: n_iter must be >= 1, got {n_iter}")
-    P, m, d = X.shape
-    if P * m * k * d <= _SMALL_WORK:
-        with single_thread_on_cpu(X.device):
-            return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-    return _lloyd_run(X, lengths, k, balanced=balanced, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-
-
-def _lloyd_run(
-    X: torch.Tensor,
-    lengths: torch.Tensor | None,
-    k: int,
-    *,
-    balanced: bool,
-    n_iter: int,
-    seed: int,
-    chunk_size: int | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
     out_dtype = X.dtype if X.dtype.is_floating_point else torch.float32
     X = X.float()
+    P, d = index.shape[0], X.shape[1]
+    seeds = _problem_seeds(seed, P)
+    index = torch.nn.functional.pad(index, (0, -index.shape[1] % ROW_TILE), value=-1)
+    lengths = (index >= 0).sum(1)
+    limit = _SAMPLE_ROWS_PER_CLUSTER * k
+    sampled = lengths > limit
+    greedy = lengths.clamp(max=limit) >= _GREEDY_MIN_ROWS * k
+    centroids = torch.empty(P, k, d, dtype=torch.float32, device=X.device)
+    labels = torch.full(index.shape, -1, dtype=torch.long, device=X.device)
+    for mode in torch.unique(sampled.long() * 2 + greedy.long()).tolist():
+        members = (sampled.long() * 2 + greedy.long() == mode).nonzero().squeeze(1)
+        for batch in _batches(members, lengths, k + d):
+            width = -(-int(lengths[batch].max()) // ROW_TILE) * ROW_TILE
+            C, L = _solve(X, index[batch, :width], lengths[batch], k, balanced, n_iter,
+                          [seeds[p] for p in batch.tolist()], bool(mode & 2), bool(mode & 1), chunk_size)
+            centroids[batch] = C
+            labels[batch, :width] = L
+    return centroids.to(out_dtype), labels
+
+
+def _batches(members: torch.Tensor, lengths: torch.Tensor, width: int) -> Iterator[torch.Tensor]:
+    """Consecutive runs of ``members`` whose padded rows times ``width`` stay within ``_BATCH_FLOATS``."""
+    rows = ((lengths[members] + ROW_TILE - 1) // ROW_TILE * ROW_TILE).tolist()
+    start, longest = 0, 0
+    for i, r in enumerate(rows):
+        longest = max(longest, r)
+        if i > start and (i - start + 1) * longest * width > _BATCH_FLOATS:
+            yield members[start:i]
+            start, longest = i, r
+    yield members[start:]
+
+
+def _solve(
+    X: torch.Tensor,
+    index: torch.Tensor,
+    lengths: torch.Tensor,
+    k: int,
+    balanced: bool,
+    n_iter: int,
+    seeds: list[Seed],
+    sampled: bool,
+    greedy: bool,
+    chunk_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of problems that start alike. -> centroids (P, k, d), labels (P, m).
+
+    Every problem is centered on its mean (distances of centered rows lose less precision).
+    A sampled problem is seeded and clustered on ``_SAMPLE_ROWS_PER_CLUSTER * k`` of its rows
+    first; the iterations on all rows then start from those centroids and prices.
+    """
+    P, m = index.shape
+    rngs = [np.random.default_rng(s) for s in seeds]
+    work = P * m * k * X.shape[1]
+    with single_thread_on_cpu(X.device) if work <= _SMALL_WORK else contextlib.nullcontext():
+        mean = _means(X, index, lengths, chunk_size)
+        trials = 2 + int(math.log(k)) if greedy else 1
+        if sampled:
+            limit = _SAMPLE_ROWS_PER_CLUSTER * k
+            picks = [torch.as_tensor(rng.random(int(n)), device=X.device).argsort()[:limit] for rng, n in zip(rngs, lengths.tolist())]
+            sample = _centered(X, torch.stack([index[p, rows] for p, rows in enumerate(picks)]), mean)
+            sample_lengths = torch.full_like(lengths, limit)
+            C = _kmeanspp(sample, sample_lengths, k, rngs, trials)
+            own = torch.arange(P * limit, device=X.device).reshape(P, limit)
+            C, _, prices = _iterate(sample.reshape(P * limit, -1), own, sample_lengths, None, C, None, k,
+                                    balanced, n_iter, _EPS_START, chunk_size)
+            eps_start = _EPS_WARM
+            del sample
+        else:
+            C = _kmeanspp(_centered(X, index, mean), lengths, k, rngs, trials)
+            prices, eps_start = None, _EPS_START
+        C, labels, _ = _iterate(X, index, lengths, mean, C, prices, k, balanced, n_iter, eps_start, chunk_size)
+    return C + mean[:, None, :], labels
+
+
+def _flat(index: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valid rows of every problem, problem-major (N,), and the problem of each (N,)."""
+    return index[index >= 0], torch.repeat_interleave(torch.arange(len(lengths), device=index.device), lengths)
+
+
+def _rows(X: torch.Tensor, rows: torch.Tensor, prob: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
+    """A fresh (r, d) copy of ``X[rows]`` less each row's problem mean (P, d) (None: as they are)."""
+    x = X.index_select(0, rows)
+    if mean is not None:
+        x -= mean[0] if len(mean) == 1 else mean.index_select(0, prob)
+    return x
+
+
+def _means(X: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """(P, d) float32 mean of every problem's rows, summed in float64 in row order."""
+    rows, prob = _flat(index, lengths)
+    sums = torch.zeros(len(lengths), X.shape[1], dtype=torch.float64, device=X.device)
+    for part in row_chunks(len(rows), chunk_rows(X.shape[1], chunk_size)):
+        sums.index_add_(0, prob[part], X.index_select(0, rows[part]).double())
+    return (sums / lengths[:, None]).float()
+
+
+def _centered(X: torch.Tensor, index: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(P, m, d) copy of every problem's rows minus its mean, zero on padding."""
+    P, m = index.shape
+    out = torch.empty(P, m, X.shape[1], dtype=X.dtype, device=X.device)
+    for part in row_chunks(P, max(1, chunk_rows(X.shape[1]) // m)):
+        block = out[part]
+        torch.index_select(X, 0, index[part].clamp(min=0).reshape(-1), out=block.view(-1, X.shape[1]))
+        block -= mean[part, None, :]
+        block.masked_fill_((index[part] < 0)[:, :, None], 0.0)
+    return out
+
+
+def _dots(X: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """X (P, m, d) . cand (P, t, d) -> (P, m, t); one candidate is padded to two (see ``chunks``)."""
+    if cand.shape[1] == 1:
+        return torch.bmm(X, torch.cat([cand, torch.zeros_like(cand)], 1).transpose(1, 2))[:, :, :1]
+    return torch.bmm(X, cand.transpose(1, 2))
+
+
+def _kmeanspp(X: torch.Tensor, lengths: torch.Tensor, k: int, rngs: list[np.random.Generator], trials: int) -> torch.Tensor:
+    """k-means++ seeding of centered, zero-padded X (P, m, d) -> (P, k, d).
+
+    Greedy (``trials`` > 1 candidates per seed, the one lowering the potential most wins) or
+    plain (one candidate). Problem p draws ``1 + (k - 1) * trials`` uniforms from ``rngs[p]``.
+    Runs single-threaded on CPU (a loop of k small steps).
+    """
     P, m, d = X.shape
     device = X.device
-    if lengths is None:
-        lengths = torch.full((P,), m, dtype=torch.long, device=device)
-    valid = torch.arange(m, device=device)[None, :] < lengths[:, None]  # (P, m)
-    padded = bool((lengths < m).any())
-    X = torch.where(valid[:, :, None], X, 0.0) if padded else X  # padding may hold anything
-    mean = X.sum(1) / lengths[:, None]  # (P, d)
-    X = X - mean[:, None, :]
-    X = torch.where(valid[:, :, None], X, 0.0) if padded else X
-    rng = np.random.default_rng(seed)
-    chunk = chunk_size or _auto_chunk(m, k, d, P)
-
-    limit = _SAMPLE_ROWS_PER_CLUSTER * k
-    if m > limit:
-        keys = torch.as_tensor(rng.random((P, m)), device=device) + (~valid).double()  # padding sorts last
-        rows = keys.argsort(dim=1)[:, :limit]
-        Xs = X[torch.arange(P, device=device)[:, None], rows]
-        sample_lengths = lengths.clamp(max=limit)
-        C = _kmeanspp(Xs, _squared_norms(Xs), valid[torch.arange(P, device=device)[:, None], rows], k, rng)
-        C, _, prices = _iterate(Xs, sample_lengths, C, None, k, balanced, n_iter, _EPS_START, chunk)
-        eps_start = _EPS_WARM
-    else:
-        C, prices, eps_start = _kmeanspp(X, _squared_norms(X), valid, k, rng), None, _EPS_START
-    C, labels, _ = _iterate(X, lengths, C, prices, k, balanced, n_iter, eps_start, chunk)
-    return (C + mean[:, None, :]).to(out_dtype), labels
+    with single_thread_on_cpu(device):
+        draws = torch.as_tensor(np.stack([rng.random(1 + (k - 1) * trials) for rng in rngs]), device=device)
+        valid = torch.arange(m, device=device)[None, :] < lengths[:, None]
+        xx = torch.linalg.vector_norm(X, dim=-1) ** 2  # (P, m), 0 on padding
+        batch = torch.arange(P, device=device)
+        first = torch.minimum((draws[:, 0] * lengths).long(), lengths - 1)
+        C = torch.empty(P, k, d, dtype=X.dtype, device=device)
+        C[:, 0] = X[batch, first]
+        closest = torch.clamp(xx - 2 * _dots(X, C[:, :1])[:, :, 0] + xx[batch, first][:, None], min=0) * valid
+        for c in range(1, k):
+            cum = torch.cumsum(closest.double(), dim=1)
+            u = draws[:, 1 + (c - 1) * trials : 1 + c * trials] * cum[:, -1:]
+            cand = torch.minimum(torch.searchsorted(cum, u), lengths[:, None] - 1)  # (P, t)
+            cx = X[batch[:, None], cand]  # (P, t, d)
+            dist = xx[:, :, None] - 2 * _dots(X, cx) + xx[batch[:, None], cand][:, None, :]
+            dist = torch.minimum(closest[:, :, None], torch.clamp(dist, min=0)) * valid[:, :, None]
+            best = dist.sum(1).argmin(1) if trials > 1 else torch.zeros_like(batch)
+            closest = dist[batch, :, best]
+            C[:, c] = cx[batch, best]
+    return C
 
 
 def _iterate(
     X: torch.Tensor,
+    index: torch.Tensor,
     lengths: torch.Tensor,
+    mean: torch.Tensor | None,
     C: torch.Tensor,
     prices: torch.Tensor | None,
     k: int,
     balanced: bool,
     n_iter: int,
     eps_start: float,
-    chunk: int,
+    chunk_size: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lloyd iterations from centroids C (P, k, d) on centered, zero-padded X (P, m, d).
+    """Lloyd iterations from centroids C (P, k, d) on the rows ``X[index]`` minus ``mean`` (P, d)
+    (None: X is centered).
 
     The price tolerance of the balanced assignment starts at ``eps_start`` and halves every
-    iteration down to ``_EPS_FINAL``: early assignments need not be exact. Stops once the
-    tolerance is final and the squared centroid shift (summed over the batch) is below
-    ``_TOL`` times the mean per-dimension variance per problem (the scikit-learn criterion)
-    or the within-cluster sum of squares of the batch improved by less than ``_RTOL``.
+    iteration down to ``_EPS_FINAL``: early assignments need not be exact. A problem stops once
+    the tolerance is final and its squared centroid shift is below ``_TOL`` times its mean
+    per-dimension variance (the scikit-learn criterion) or its within-cluster sum of squares
+    improved by less than ``_RTOL``; the others go on without it.
     Returns centroids (P, k, d), labels (P, m) with -1 on padding, prices (P, k).
     """
-    P, m, d = X.shape
-    device = X.device
-    padded = bool((lengths < m).any())
-    flat = (torch.arange(m, device=device)[None, :] < lengths[:, None]).reshape(-1).nonzero().squeeze(1)
-    prob = flat // m  # problem of every valid row
-    Xv = X.reshape(P * m, d).index_select(0, flat) if padded else X.reshape(P * m, d)
-    base = float(_squared_norms(Xv).double().sum())  # sse = base + the chosen entries of D
-    tol = _TOL * base / float(lengths.sum()) / d * P
-    if prices is None:
-        prices = torch.zeros(P, k, dtype=torch.float64, device=device)
-    prev_sse = float("inf")
+    P, m = index.shape
+    d, device = X.shape[1], X.device
+    rows, prob = _flat(index, lengths)
+    base = _sum_by_problem(X, rows, prob, mean, P, chunk_size)  # sse = base + the chosen entries of D
+    tol = _TOL * base / lengths / d
+    prices = torch.zeros(P, k, dtype=torch.float64, device=device) if prices is None else prices
+    labels = torch.full_like(rows, -1)
+    prev_sse = torch.full((P,), float("inf"), dtype=torch.float64, device=device)
+    active = torch.ones(P, dtype=torch.bool, device=device)
+    renumber = torch.empty(P, dtype=torch.long, device=device)
     for it in range(n_iter):
-        D = _distances(X, C, chunk).reshape(P * m, k)
-        D = D.index_select(0, flat) if padded else D
+        act = active.nonzero().squeeze(1)
+        mine = active[prob]
+        renumber[act] = torch.arange(len(act), device=device)
+        rows_a, prob_a, mean_a = rows[mine], renumber[prob[mine]], None if mean is None else mean[act]
+        D = _distances(X, index[act], lengths[act], mean_a, C[act], chunk_size)
         rel_eps = max(_EPS_FINAL, eps_start / 2**it)
         if balanced:
-            labels, prices = _balanced_assign(D, prob, lengths, prices, rel_eps)
+            labels_a, prices[act] = _balanced_assign(D, prob_a, lengths[act], prices[act], rel_eps)
         else:
-            labels = D.argmin(1)
-        new_C = _centroids(Xv, prob, labels, P, k)
+            labels_a = D.argmin(1)
+        new_C = _centroids(X, rows_a, prob_a, labels_a, mean_a, len(act), k, chunk_size)
         if not balanced:
-            new_C = _reseed_empty(Xv, prob, labels, new_C, P, k)
-        shift = float(((new_C - C) ** 2).sum())
-        C = new_C
-        sse = base + float(D.gather(1, labels[:, None]).double().sum())
-        stalled = prev_sse - sse <= _RTOL * sse
-        prev_sse = sse
-        if rel_eps <= _EPS_FINAL and (shift <= tol or stalled):
-            break
-    batch_labels = torch.full((P * m,), -1, dtype=torch.long, device=device)
-    batch_labels[flat] = labels
-    return C, batch_labels.reshape(P, m), prices
+            new_C = _reseed_empty(X, rows_a, prob_a, labels_a, mean_a, new_C, chunk_size)
+        shift = ((new_C - C[act]) ** 2).sum(2).double().sum(1)
+        chosen = D.gather(1, labels_a[:, None]).squeeze(1).double()
+        sse = base[act] + torch.zeros_like(shift).index_add_(0, prob_a, chosen)
+        del D
+        C[act] = new_C
+        labels[mine] = labels_a
+        stalled = prev_sse[act] - sse <= _RTOL * sse
+        prev_sse[act] = sse
+        if rel_eps <= _EPS_FINAL:
+            active[act[(shift <= tol[act]) | stalled]] = False
+            if not bool(active.any()):
+                break
+    out = torch.full(index.shape, -1, dtype=torch.long, device=device)
+    out[index >= 0] = labels
+    return C, out, prices
 
 
-def _centroids(Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, P: int, k: int) -> torch.Tensor:
-    """Cluster means. Xv (N, d) valid rows, prob/labels (N,) -> (P, k, d); empty clusters get 0.
+def _sum_by_problem(
+    X: torch.Tensor, rows: torch.Tensor, prob: torch.Tensor, mean: torch.Tensor | None, P: int, chunk_size: int | None
+) -> torch.Tensor:
+    """(P,) float64 sum of squared norms of every problem's centered rows, in row order."""
+    total = torch.zeros(P, dtype=torch.float64, device=X.device)
+    for part in row_chunks(len(rows), chunk_rows(X.shape[1], chunk_size)):
+        x = _rows(X, rows[part], prob[part], mean)
+        total.index_add_(0, prob[part], (torch.linalg.vector_norm(x, dim=1) ** 2).double())
+    return total
 
-    ``index_add_`` runs single-threaded on CPU, where it is several times faster than threaded.
+
+def _distances(
+    X: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor | None, C: torch.Tensor,
+    chunk_size: int | None,
+) -> torch.Tensor:
+    """``||c||^2 - 2 x.c`` (the squared distance without the per-row ``||x||^2``) of every valid row.
+
+    X (n, d) rows, index (P, m), mean (P, d) or None, C (P, k, d) -> (N, k), the valid rows
+    problem-major. Computed on blocks of whole ``ROW_TILE`` row tiles of several problems.
+    """
+    P, m = index.shape
+    k, d = C.shape[1], C.shape[2]
+    cc = (C * C).sum(-1)[:, None, :]
+    Ct = C.transpose(1, 2)
+    starts = torch.cumsum(lengths, 0) - lengths
+    block = chunk_rows(max(k, d), chunk_size)
+    R = min(m, block)
+    out = torch.empty(int(lengths.sum()), k, dtype=X.dtype, device=X.device)
+    for part in row_chunks(P, max(1, block // R)):
+        width = -(-int(lengths[part].max()) // ROW_TILE) * ROW_TILE
+        for s in range(0, width, R):
+            idx = index[part, s : min(width, s + R)]
+            x = X.index_select(0, idx.clamp(min=0).reshape(-1)).view(*idx.shape, d)  # (p, r, d)
+            if mean is not None:
+                x -= mean[part, None, :]
+            dist = torch.baddbmm(cc[part], x, Ct[part], beta=1.0, alpha=-2.0)
+            ok = idx >= 0
+            if part.stop - part.start == 1:
+                n_ok = int(ok.sum())
+                first = int(starts[part.start]) + s
+                out[first : first + n_ok] = dist[0, :n_ok]
+            else:
+                pos = starts[part, None] + s + torch.arange(idx.shape[1], device=X.device)
+                out[pos[ok]] = dist[ok]
+    return out
+
+
+def _centroids(
+    X: torch.Tensor, rows: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor | None,
+    P: int, k: int, chunk_size: int | None,
+) -> torch.Tensor:
+    """Cluster means of the centered rows ``X[rows] - mean[prob]`` -> (P, k, d); empty clusters get 0.
+
+    Summed in row order; ``index_add_`` runs single-threaded on CPU, where it is several times
+    faster than threaded.
     """
     key = prob * k + labels
-    with single_thread_on_cpu(Xv.device):
-        sums = torch.zeros(P * k, Xv.shape[1], dtype=Xv.dtype, device=Xv.device).index_add_(0, key, Xv)
-    counts = torch.bincount(key, minlength=P * k).to(Xv.dtype)
+    sums = torch.zeros(P * k, X.shape[1], dtype=X.dtype, device=X.device)
+    with single_thread_on_cpu(X.device):
+        for part in row_chunks(len(rows), chunk_rows(X.shape[1], chunk_size)):
+            sums.index_add_(0, key[part], _rows(X, rows[part], prob[part], mean))
+    counts = torch.bincount(key, minlength=P * k).to(X.dtype)
     return (sums / counts.clamp(min=1)[:, None]).reshape(P, k, -1)
 
 
 def _reseed_empty(
-    Xv: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, C: torch.Tensor, P: int, k: int
+    X: torch.Tensor, rows: torch.Tensor, prob: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor | None,
+    C: torch.Tensor, chunk_size: int | None,
 ) -> torch.Tensor:
-    """Move every empty cluster onto the point farthest from its own centroid (plain k-means only)."""
+    """Move every empty cluster onto the row farthest from its own centroid (plain k-means only)."""
+    P, k, d = C.shape
     counts = torch.bincount(prob * k + labels, minlength=P * k).reshape(P, k)
     if bool((counts > 0).all()):
         return C
-    far = ((Xv - C[prob, labels]) ** 2).sum(1)
+    far = torch.empty(len(rows), dtype=X.dtype, device=X.device)
+    for part in row_chunks(len(rows), chunk_rows(d, chunk_size)):
+        far[part] = ((_rows(X, rows[part], prob[part], mean) - C[prob[part], labels[part]]) ** 2).sum(1)
     for p in (counts == 0).any(1).nonzero().squeeze(1).tolist():
-        rows = (prob == p).nonzero().squeeze(1)
+        mine = (prob == p).nonzero().squeeze(1)
         empties = (counts[p] == 0).nonzero().squeeze(1)
-        picks = rows[far[rows].topk(len(empties)).indices]
-        C[p, empties] = Xv[picks]
+        picks = rows[mine[far[mine].topk(len(empties)).indices]]
+        C[p, empties] = X[picks] - (0 if mean is None else mean[p])
     return C
 
 
@@ -469,24 +671,18 @@ class _Market:
     def __init__(self, D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float):
         P, k = prices.shape
         self.D, self.prob, self.prices, self.k = D, prob, prices, k
-        t = min(k, max(_CANDIDATES, k // 8))
-        # candidates in float32 (the bound below keeps exactness), costs in float64
-        near = (D + _row_prices(prices, prob).to(D.dtype)).topk(min(k, t + 1), dim=1, largest=False).indices
-        self.cand_idx = near[:, :t].contiguous()
-        self.cand_d = D.gather(1, self.cand_idx)
-        cost = self.cand_d.double() + _gather_prices(prices, prob, self.cand_idx)
-        cost, order = cost.sort(1)
-        self.cand_idx, self.cand_d = self.cand_idx.gather(1, order), self.cand_d.gather(1, order)
-        self.labels, self.cur = self.cand_idx[:, 0].clone(), cost[:, 0].contiguous()
-        self.alt_idx, self.alt_val = self.cand_idx[:, 1].clone(), cost[:, 1].contiguous()
-        # prices only rise, so a cluster outside a row's t cheapest now costs at least its (t+1)-th
-        if k > t:
-            beyond = near[:, t : t + 1]
-            self.beyond = (D.gather(1, beyond).double() + _gather_prices(prices, prob, beyond)).squeeze(1)
-            self.beyond -= 1e-6 * self.beyond.abs() + 1e-12  # float32 ranking may be off by rounding
-        else:
-            self.beyond = torch.full_like(self.cur, float("inf"))
-        del near, cost
+        self.t = min(k, max(_CANDIDATES, k // 8))
+        N, device = len(D), D.device
+        self.cand_idx = torch.empty(N, self.t, dtype=torch.long, device=device)
+        self.cand_d = torch.empty(N, self.t, dtype=D.dtype, device=device)
+        self.beyond, self.cur, self.alt_val = (torch.empty(N, dtype=torch.float64, device=device) for _ in range(3))
+        self.labels, self.alt_idx = torch.empty(N, dtype=torch.long, device=device), torch.empty(N, dtype=torch.long, device=device)
+        for part in row_chunks(N, chunk_rows(3 * k)):
+            idx, dist, self.beyond[part] = self._shortlist(D[part], prob[part])
+            cost, order = (dist.double() + _gather_prices(prices, prob[part], idx)).sort(1)
+            self.cand_idx[part], self.cand_d[part] = idx.gather(1, order), dist.gather(1, order)
+            self.labels[part], self.alt_idx[part] = self.cand_idx[part, 0], self.cand_idx[part, 1]
+            self.cur[part], self.alt_val[part] = cost[:, 0], cost[:, 1]
         gap = torch.zeros(P, dtype=torch.float64, device=D.device).index_add_(0, prob, self.alt_val - self.cur)
         self.eps = rel_eps * gap / lengths + 1e-12  # (P,)
         self.group = prob * k + self.labels  # (N,) flat cluster id of every row
@@ -494,30 +690,36 @@ class _Market:
         self.caps = _capacities(self.sizes.reshape(P, k), lengths).reshape(-1)
         self.stale = torch.zeros_like(self.labels, dtype=torch.bool)
 
+    def _shortlist(self, D: torch.Tensor, prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The t cheapest clusters of rows D (r, k) at today's prices, their distances, and a lower
+        bound on what any other cluster costs them now or later (prices only rise): the (t+1)-th
+        cheapest cost, less a margin as the ranking is done in float32. -> (r, t), (r, t), (r,)."""
+        t, k = self.t, self.k
+        near = (D + _row_prices(self.prices, prob).to(D.dtype)).topk(min(k, t + 1), dim=1, largest=False).indices
+        if k == t:
+            return near, D.gather(1, near), torch.full((len(D),), float("inf"), dtype=torch.float64, device=D.device)
+        beyond = (D.gather(1, near[:, t:]).double() + _gather_prices(self.prices, prob, near[:, t:])).squeeze(1)
+        return near[:, :t], D.gather(1, near[:, :t]), beyond - 1e-6 * beyond.abs() - 1e-12
+
     def refresh(self, rows: torch.Tensor) -> None:
         """Recompute the cheapest other cluster of ``rows`` at the current prices."""
         if rows.numel() == 0:
             return
-        prob, labels, flat_prices = self.prob[rows], self.labels[rows], self.prices.view(-1)
+        prob, labels = self.prob[rows], self.labels[rows]
         idx = self.cand_idx[rows]  # (r, t)
-        c = self.cand_d[rows] + flat_prices[prob[:, None] * self.k + idx]
-        c[idx == labels[:, None]] = float("inf")
+        c = (self.cand_d[rows] + _gather_prices(self.prices, prob, idx)).masked_fill_(idx == labels[:, None], float("inf"))
         val, pos = c.min(1)
         best = idx.gather(1, pos[:, None]).squeeze(1)
         unsure = (val > self.beyond[rows]).nonzero().squeeze(1)
-        if unsure.numel():
+        for part in row_chunks(len(unsure), chunk_rows(3 * self.k)):
             # the candidates went stale: take the row's t cheapest clusters at today's prices
-            u = rows[unsure]
-            t = self.cand_idx.shape[1]
-            full = self.D.index_select(0, u) + _row_prices(self.prices, prob[unsure])
-            near = full.topk(min(self.k, t + 1), dim=1, largest=False)
-            self.cand_idx[u] = near.indices[:, :t]
-            self.cand_d[u] = self.D[u[:, None], near.indices[:, :t]]
-            if self.k > t:
-                self.beyond[u] = near.values[:, t]
-            cost = near.values[:, :t].masked_fill(near.indices[:, :t] == labels[unsure, None], float("inf"))
-            val[unsure], pos = cost.min(1)
-            best[unsure] = near.indices[:, :t].gather(1, pos[:, None]).squeeze(1)
+            mine = unsure[part]
+            u = rows[mine]
+            idx, dist, self.beyond[u] = self._shortlist(self.D.index_select(0, u), prob[mine])
+            self.cand_idx[u], self.cand_d[u] = idx, dist
+            cost = (dist + _gather_prices(self.prices, prob[mine], idx)).masked_fill_(idx == labels[mine, None], float("inf"))
+            val[mine], pos = cost.min(1)
+            best[mine] = idx.gather(1, pos[:, None]).squeeze(1)
         self.alt_val[rows], self.alt_idx[rows] = val, best
         self.stale[rows] = False
 
@@ -529,20 +731,28 @@ class _Market:
         next member), and those members move to their cheapest other cluster at the new
         prices unless that one rose too and staying became cheaper. Every row stays within
         ``eps`` of its cheapest cluster and prices only rise, so the loop ends eps-optimal.
-        Once ``_STALL_STEPS`` steps have not lowered the total excess (a few units bouncing
-        between full clusters in small price steps, the auction's end game), the rest is
-        placed by :meth:`finish_by_shortest_paths`.
+        Once ``_STALL_STEPS`` steps have not lowered a problem's excess while at most
+        ``_END_GAME * k`` units are left (a few units bouncing between full clusters in small
+        price steps, the auction's end game; a larger excess that stalls is a price war among
+        many full clusters, which the rising prices settle), that problem waits, and the rest
+        of every waiting problem is placed by :meth:`finish_by_shortest_paths`.
         """
-        k, device = self.k, self.D.device
-        history: list[int] = []  # total excess before every step
+        P, k, device = self.prices.shape[0], self.k, self.D.device
+        history: list[torch.Tensor] = []  # (P,) excess of every problem before each of the last steps
+        waiting = torch.zeros(P, dtype=torch.bool, device=device)
+        end_game = max(1, int(_END_GAME * k))
         for _ in range(_MAX_PRICE_STEPS):
             over = self.sizes - self.caps  # (P * k,)
-            history.append(int(over.clamp(min=0).sum()))
-            if history[-1] == 0:
+            excess = over.clamp(min=0).view(P, k).sum(1)
+            history.append(excess)
+            if len(history) > _STALL_STEPS:
+                waiting |= (excess > 0) & (excess <= end_game) & (excess >= history.pop(0))
+            moving = (excess > 0) & ~waiting
+            if not bool(moving.any()):
+                if bool(waiting.any()):
+                    self.finish_by_shortest_paths()
                 return
-            if len(history) > _STALL_STEPS and history[-1] >= history[-1 - _STALL_STEPS]:
-                self.finish_by_shortest_paths()
-                return
+            over = torch.where(moving.repeat_interleave(k), over, over.clamp(max=0))
             members, delta, key, starts = self._cheapest_members(over)
             full = (over > 0).nonzero().squeeze(1)
             last = delta[starts[full] + over[full] - 1]
@@ -632,13 +842,13 @@ class _Market:
 
     def _cheapest_moves(self, rows: torch.Tensor | None, W0: torch.Tensor) -> None:
         """Fold ``rows`` (None: all) into ``W0[a, b] = min (D[i, b] - D[i, a])`` over rows i of
-        flat cluster a."""
-        if rows is not None and rows.numel() == 0:
-            return
-        d = self.D if rows is None else self.D.index_select(0, rows)
-        labels, group = (self.labels, self.group) if rows is None else (self.labels[rows], self.group[rows])
-        diff = d - d.gather(1, labels[:, None])  # (r, k); 0 in the row's own column
-        W0.scatter_reduce_(0, group[:, None].expand_as(diff), diff, reduce="amin")
+        flat cluster a, a row chunk at a time."""
+        rows = torch.arange(len(self.D), device=self.D.device) if rows is None else rows
+        for part in row_chunks(len(rows), chunk_rows(2 * self.k)):
+            r = rows[part]
+            d = self.D.index_select(0, r)
+            diff = d - d.gather(1, self.labels[r][:, None])  # (r, k); 0 in the row's own column
+            W0.scatter_reduce_(0, self.group[r][:, None].expand_as(diff), diff, reduce="amin")
 
     def _index_members(self) -> None:
         """Rows sorted by flat cluster (``by_cluster``, with ``first``/``count`` per cluster), and
@@ -698,9 +908,9 @@ class _Market:
 
 
 def _segment_order(key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Permutation sorting by (key, value), as one sort on the composite ``key * span + value``."""
-    span = 2 * float(value.abs().max()) + 2
-    return (key * span + value).argsort()
+    """Permutation sorting by (key, value), ties in row order (two stable sorts, exact)."""
+    order = torch.argsort(value, stable=True)
+    return order[torch.argsort(key[order], stable=True)]
 
 
 def _gather_prices(prices: torch.Tensor, prob: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ import torch
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from .base import Quantizer
-from .codebook import as_tensor, nearest_code
+from .chunks import chunk_rows, nearest, row_chunks
+from .codebook import as_tensor
 from .kmeans import kmeans
 
 
@@ -32,8 +33,9 @@ class ProductQuantizer(Quantizer):
         self.n_iter = n_iter
 
     @property
-    def codebook_sizes_(self) -> list[int]:
-        return [self.codebook_size] * self.levels
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per subspace (before the stage's dedup level, when codes collide)."""
+        return (self.codebook_size,) * self.levels
 
     def _fit(self, X: np.ndarray) -> None:
         n, d = X.shape
@@ -54,10 +56,14 @@ class ProductQuantizer(Quantizer):
         if X.shape[1] != self.bounds_[-1]:
             raise DataError(f"pq: fitted on {self.bounds_[-1]} dimensions, got {X.shape[1]}")
         data = torch.from_numpy(X)
-        codes = [nearest_code(data[:, a:b], book) for (a, b), book in zip(zip(self.bounds_[:-1], self.bounds_[1:]), self.codebooks_)]
-        return torch.stack(codes, dim=1).numpy()
+        spans = zip(self.bounds_[:-1], self.bounds_[1:])
+        return torch.stack([nearest(data[:, a:b], book) for (a, b), book in zip(spans, self.codebooks_)], dim=1).numpy()
 
     def reconstruct(self, X) -> np.ndarray:
         """(n, d): the chosen codeword of every subspace, concatenated."""
         codes = self.encode(X)
-        return np.concatenate([book[codes[:, m]].numpy() for m, book in enumerate(self.codebooks_)], axis=1)
+        out = np.empty((len(codes), self.bounds_[-1]), dtype=np.float32)
+        for part in row_chunks(len(codes), chunk_rows(out.shape[1])):
+            for m, (a, b) in enumerate(zip(self.bounds_[:-1], self.bounds_[1:])):
+                out[part, a:b] = self.codebooks_[m][codes[part, m]].numpy()
+        return out

@@ -18,7 +18,8 @@ import torch
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from .base import Quantizer
-from .codebook import as_tensor, digest, nearest_code
+from .chunks import chunk_rows, nearest, row_chunks
+from .codebook import digest
 from .kmeans import balanced_kmeans, kmeans
 
 
@@ -46,19 +47,22 @@ class ResidualKMeans(Quantizer):
         self.n_iter = n_iter
 
     @property
-    def codebook_sizes_(self) -> list[int]:
-        return [self.codebook_size] * self.levels
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per level (before the stage's dedup level, when codes collide)."""
+        return (self.codebook_size,) * self.levels
 
     def _fit(self, X: np.ndarray) -> None:
         if len(X) < self.codebook_size:
             raise DataError(f"rqkmeans: {len(X)} items are fewer than the {self.codebook_size} codes per level; "
                             "lower quantize.codebook_size")
         cluster = balanced_kmeans if self.balanced else kmeans
-        residual = as_tensor(X, resolve_device(self.device))
+        residual = torch.tensor(X, device=resolve_device(self.device))  # the one copy, updated in place
+        rows = chunk_rows(X.shape[1])
         books, codes = [], []
         for level in range(self.levels):
             centroids, labels = cluster(residual, self.codebook_size, n_iter=self.n_iter, seed=self.seed + level)
-            residual = residual - centroids[labels]
+            for part in row_chunks(len(X), rows):
+                residual[part] -= centroids[labels[part]]
             books.append(centroids.cpu())
             codes.append(labels.cpu())
         self.codebooks_ = books
@@ -70,15 +74,19 @@ class ResidualKMeans(Quantizer):
             return self.codes_.copy()
         if X.shape[1] != self.codebooks_[0].shape[1]:
             raise DataError(f"rqkmeans: fitted on {self.codebooks_[0].shape[1]} dimensions, got {X.shape[1]}")
-        residual = torch.from_numpy(X).clone()
-        codes = []
-        for book in self.codebooks_:
-            labels = nearest_code(residual, book)
-            residual -= book[labels]
-            codes.append(labels)
-        return torch.stack(codes, dim=1).numpy()
+        codes = np.empty((len(X), self.levels), dtype=np.int64)
+        for part in row_chunks(len(X), chunk_rows(max(X.shape[1], self.codebook_size))):
+            residual = torch.from_numpy(X[part]).clone()
+            for level, book in enumerate(self.codebooks_):
+                labels = nearest(residual, book)
+                residual -= book[labels]
+                codes[part, level] = labels.numpy()
+        return codes
 
     def reconstruct(self, X) -> np.ndarray:
         """(n, d): the sum of every level's chosen centroid."""
-        codes = self.encode(X)
-        return sum(book[codes[:, l]] for l, book in enumerate(self.codebooks_)).numpy()
+        codes = torch.from_numpy(self.encode(X))
+        out = np.empty((len(codes), self.codebooks_[0].shape[1]), dtype=np.float32)
+        for part in row_chunks(len(codes), chunk_rows(out.shape[1])):
+            out[part] = sum(book[codes[part, l]] for l, book in enumerate(self.codebooks_)).numpy()
+        return out

@@ -19,6 +19,7 @@ ends and continues from there, so an interrupted fit resumes exactly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..train import Checkpoint, cosine_schedule, epoch_rng, progress, state_dict_cpu
 from .base import Quantizer, check_embeddings
+from .chunks import chunk_rows, pad_rows, row_chunks
 from .kmeans import kmeans
 
 
@@ -122,8 +124,9 @@ class RQVAE(Quantizer):
         self.progress = progress
 
     @property
-    def codebook_sizes_(self) -> list[int]:
-        return [self.codebook_size] * self.levels
+    def codebook_sizes_(self) -> tuple[int, ...]:
+        """Codes per level (before the stage's dedup level, when codes collide)."""
+        return (self.codebook_size,) * self.levels
 
     def _model(self, dim: int) -> RQVAEModel:
         return RQVAEModel(dim, self.hidden_dims, self.latent_dim, self.levels, self.codebook_size)
@@ -205,11 +208,18 @@ class RQVAE(Quantizer):
         model.load_state_dict(self.model_state_)
         return model.eval()
 
+    def _chunks(self, n: int) -> Iterator[slice]:
+        """Row chunks for encoding: the widest layer's activations stay within the chunk budget."""
+        return row_chunks(n, chunk_rows(max(self.dim_, *self.hidden_dims, self.codebook_size)))
+
     @torch.no_grad()
     def _encode(self, X: np.ndarray) -> np.ndarray:
         model = self._loaded_model()
-        out = [model.quantize(model.encoder(torch.from_numpy(X[s:s + 65536])))[0] for s in range(0, len(X), 65536)]
-        return torch.cat(out).numpy()
+        out = np.empty((len(X), self.levels), dtype=np.int64)
+        for part in self._chunks(len(X)):  # whole tiles: a row's codes do not depend on its chunk
+            x = pad_rows(torch.from_numpy(X[part]))
+            out[part] = model.quantize(model.encoder(x))[0][: part.stop - part.start].numpy()
+        return out
 
     @torch.no_grad()
     def reconstruct(self, X) -> np.ndarray:
@@ -218,8 +228,8 @@ class RQVAE(Quantizer):
             raise ConfigError("RQVAE is not fitted; call fit(X) first")
         X = check_embeddings(X)
         model = self._loaded_model()
-        out = []
-        for s in range(0, len(X), 65536):
-            _, chosen, _ = model.quantize(model.encoder(torch.from_numpy(X[s:s + 65536])))
-            out.append(model.decoder(chosen))
-        return torch.cat(out).numpy()
+        out = np.empty(X.shape, dtype=np.float32)
+        for part in self._chunks(len(X)):
+            _, chosen, _ = model.quantize(model.encoder(pad_rows(torch.from_numpy(X[part]))))
+            out[part] = model.decoder(chosen)[: part.stop - part.start].numpy()
+        return out

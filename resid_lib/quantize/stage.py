@@ -21,7 +21,6 @@ from ..io import write_json, write_parquet
 from . import make_quantizer, quantizer_class
 from .base import Quantizer, check_embeddings, dedup_codes
 from .diagnostics import summarize
-from .gaoq import GAOQ
 from .tree import sids_frame, tree_frame
 
 SIDS = "sids.parquet"
@@ -48,17 +47,6 @@ def accepted_options(method: str, options: dict) -> dict:
     """The subset of ``options`` (run-time settings such as progress bars) the method's constructor takes."""
     params = inspect.signature(quantizer_class(method).__init__).parameters
     return {k: v for k, v in options.items() if k in params}
-
-
-def codebook_sizes(quantizer: Quantizer) -> list[int] | None:
-    """Codebook size per level of a fitted quantizer (None: unknown, diagnostics use max code + 1).
-
-    GAOQ's level sizes are its level-1 branching, its anchor counts (``g_l >= b_l``) and
-    the derived last-level size; the other quantizers report ``codebook_sizes_``.
-    """
-    if isinstance(quantizer, GAOQ):
-        return [quantizer.branching_[0], *(len(a) for a in quantizer.anchors_), quantizer.branching_[-1]]
-    return getattr(quantizer, "codebook_sizes_", None)
 
 
 def unique_sids(codes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -110,7 +98,7 @@ def quantize_embeddings(
     diagnostics = summarize(
         sids,
         raw_codes=raw,
-        codebook_sizes=codebook_sizes(quantizer),
+        codebook_sizes=quantizer.codebook_sizes_,
         embeddings=X,
         reconstruction=reconstruct(X) if reconstruct is not None else None,
         histories=eval_set.histories if eval_set is not None else None,
