@@ -37,6 +37,27 @@ def seed_dropout(rng: np.random.Generator) -> None:
     torch.manual_seed(int(rng.integers(2**62)) + distributed.rank())
 
 
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                           pool_batches: int = 32) -> list[np.ndarray]:
+    """Shuffled mini-batches of row indices whose rows have similar lengths.
+
+    Rows are shuffled, cut into pools of ``pool_batches`` batches, sorted by length
+    inside each pool and batched; the batch order is then shuffled. Batches of short
+    sequences crop to a few columns, which saves most of the work on sparse data.
+
+    Args:
+        lengths: (n,) non-padding length of every row.
+    """
+    order = rng.permutation(len(lengths))
+    pool = batch_size * pool_batches
+    batches = []
+    for lo in range(0, len(order), pool):
+        part = order[lo:lo + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0):
     """Linear warm-up then cosine decay to zero over ``total_steps`` optimizer steps."""
     total_steps = max(1, total_steps)

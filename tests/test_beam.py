@@ -12,13 +12,7 @@ from resid_lib.generate.model import SIDGenerator
 from resid_lib.generate.trie import SIDTrie
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not compete with parallel test runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_sids(n: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:

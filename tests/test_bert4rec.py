@@ -15,13 +15,7 @@ SMALL = ["encode.seqrec.d_model=32", "encode.seqrec.d_ff=64", "encode.seqrec.max
          "encode.seqrec.batch_size=64", "encode.seqrec.dropout=0.1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and reproducibly, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(method: str, *overrides: str, seed: int = 0):

@@ -57,12 +57,7 @@ GENERATOR = dict(d_model=16, n_heads=2, d_ff=32, encoder_layers=1, decoder_layer
                  warmup_steps=5, eval_every=1, eval_users=100, beams=10, max_items=5, dropout=0.0, precision="fp32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def category_sids(dataset: Dataset) -> np.ndarray:

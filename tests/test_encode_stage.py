@@ -22,13 +22,7 @@ TINY_SEQREC = ["encode.seqrec.max_len=8", "encode.seqrec.d_model=16", "encode.se
                "encode.seqrec.epochs=1", "encode.seqrec.batch_size=128"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models train many times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cli_encode_stage_writes_the_famae_artifacts(tiny_dataset_dir, tmp_path, capsys):

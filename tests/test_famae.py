@@ -23,13 +23,7 @@ from resid_lib.errors import ConfigError, DataError
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models train many times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(famae_cfg: FamaeConfig | None = None, **overrides) -> EncodeConfig:

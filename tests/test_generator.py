@@ -27,13 +27,7 @@ TINY = ["generate.d_model=64", "generate.d_ff=128", "generate.encoder_layers=1",
         "generate.beams=20", "generate.max_items=8", "generate.eval_users=100"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not compete with parallel test runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def category_sids(dataset: Dataset) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Plain, exactly balanced and batched k-means (resid_lib.quantize.kmeans)."""
+"""Plain, exactly balanced and per-group k-means (resid_lib.quantize.kmeans)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +10,10 @@ from resid_lib.errors import ConfigError, DataError
 from resid_lib.quantize.kmeans import (
     balanced_assignment,
     balanced_kmeans,
-    balanced_kmeans_batched,
     balanced_sizes,
+    group_rows,
     kmeans,
-    kmeans_batched,
+    kmeans_groups,
     within_sse,
 )
 
@@ -129,38 +129,41 @@ def test_plain_kmeans_has_no_empty_clusters_and_lowers_sse():
     assert within_sse(X, centroids, labels) < within_sse(X, one, torch.zeros(500, dtype=torch.long))
 
 
-def test_batched_balanced_kmeans_handles_uneven_lengths():
+def test_grouped_balanced_kmeans_handles_uneven_groups():
     rng = np.random.default_rng(4)
-    P, m, d, k = 5, 40, 6, 4
-    X = torch.from_numpy(rng.standard_normal((P, m, d)).astype(np.float32))
-    lengths = torch.tensor([40, 39, 17, 4, 25])
-    X[1, 39:] = float("nan")  # padding is never read
-    centroids, labels = balanced_kmeans_batched(X, k, lengths=lengths, seed=0)
-    assert centroids.shape == (P, k, d) and labels.shape == (P, m)
-    for p in range(P):
-        n = int(lengths[p])
+    sizes, d, k = [40, 39, 17, 4, 25], 6, 4
+    groups = torch.from_numpy(rng.permutation(np.repeat(np.arange(len(sizes)), sizes)))
+    X = torch.from_numpy(rng.standard_normal((len(groups), d)).astype(np.float32))
+    index, lengths = group_rows(groups, len(sizes))
+    assert lengths.tolist() == sizes
+    centroids, labels = kmeans_groups(X, index, k, balanced=True, seed=0)
+    assert centroids.shape == (len(sizes), k, d) and labels.shape == index.shape
+    for p, n in enumerate(sizes):
         assert (labels[p, n:] == -1).all()
         assert_balanced(labels[p, :n], n, k)
+        rows = X[index[p, :n]]
         for j in range(k):
-            torch.testing.assert_close(centroids[p, j], X[p, :n][labels[p, :n] == j].mean(0), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(centroids[p, j], rows[labels[p, :n] == j].mean(0), atol=1e-4, rtol=1e-4)
 
 
-def test_batched_problem_is_not_disturbed_by_its_neighbours():
-    """A problem in a batch finds the same partition as alone, whatever the other problems hold."""
-    X = blobs(60, centers=3, seed=8, spread=10.0).reshape(2, 30, 8)
-    _, alone = balanced_kmeans_batched(X[:1], 3, seed=0)
+def test_group_is_not_disturbed_by_its_neighbours():
+    """A group finds the same partition as alone, whatever the other groups hold."""
+    X = blobs(60, centers=3, seed=8, spread=10.0)
+    index = torch.arange(60).reshape(2, 30)
+    _, alone = kmeans_groups(X, index[:1], 3, balanced=True, seed=0)
     other = X.clone()
-    other[1] = other[1] * 100 + 7
-    _, together = balanced_kmeans_batched(other, 3, seed=0)
+    other[30:] = other[30:] * 100 + 7
+    _, together = kmeans_groups(other, index, 3, balanced=True, seed=0)
     pairs = set(zip(alone[0].tolist(), together[0].tolist()))
     assert len(pairs) == 3  # the same partition, possibly numbered differently
 
 
-def test_plain_batched_kmeans():
-    X = blobs(90, seed=9).reshape(3, 30, 8)
-    centroids, labels = kmeans_batched(X, 4, lengths=torch.tensor([30, 20, 10]))
+def test_plain_grouped_kmeans():
+    X = blobs(60, seed=9)
+    index, _ = group_rows(torch.tensor([0] * 30 + [1] * 20 + [2] * 10), 3)
+    centroids, labels = kmeans_groups(X, index, 4, seed=0)
     assert centroids.shape == (3, 4, 8)
-    assert (labels[1, 20:] == -1).all() and (labels[2, :10] >= 0).all()
+    assert (labels[1, 20:] == -1).all() and (labels[2, :10] >= 0).all() and (labels[2, 10:] == -1).all()
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -173,8 +176,8 @@ def test_bad_inputs_raise_clear_errors():
         kmeans(bad, 2)
     with pytest.raises(ConfigError, match="positive integer"):
         balanced_kmeans(X, 0)
-    with pytest.raises(DataError, match="problem 1 of the batch"):
-        balanced_kmeans_batched(X.reshape(2, 10, 8), 5, lengths=torch.tensor([10, 3]))
+    with pytest.raises(DataError, match="group 1 has 3 items"):
+        kmeans_groups(X, group_rows(torch.tensor([0] * 17 + [1] * 3), 2)[0], 5, balanced=True)
     with pytest.raises(DataError, match="2-D"):
         kmeans(X[0], 2)
     with pytest.raises(ConfigError, match="n_iter"):

@@ -156,7 +156,7 @@ def test_generate_finishes_a_run_and_keeps_the_notebook_beside_it(tmp_path, quan
 def test_ablations_run_a_grid_and_compare(tmp_path):
     result = execute("10_ablations", tmp_path / "abl", **WORLD, rows=["SASRec"], overrides=TINY)
     s = result.summary
-    assert s["rows"] == ["SASRec"] and s["failed"] == []
+    assert s["rows"] == ["SASRec"] and s["unfinished"] == []
     assert 0 <= s["SASRec.recall@10"] <= 1
     assert (result.out_dir / "ablation" / "results.parquet").is_file()
     assert (result.out_dir / "comparison_recall_at_10.html").is_file()

@@ -21,13 +21,7 @@ SMALL = ["encode.seqrec.d_model=32", "encode.seqrec.d_ff=64", "encode.seqrec.max
          "encode.seqrec.batch_size=64", "encode.seqrec.dropout=0.1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and reproducibly, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def encode_config(method: str, *overrides: str):
@@ -159,7 +153,7 @@ def test_features_variant_fuses_field_embeddings(tiny_dataset):
 def test_bad_settings_and_data_give_clear_errors(tiny_dataset):
     with pytest.raises(ConfigError, match="max_len must be at least 2"):
         make_encoder(encode_config("sasrec", "encode.seqrec.max_len=1"), seed=0, device=CPU)
-    with pytest.raises(ConfigError, match="divisible by n_heads"):
+    with pytest.raises(ConfigError, match="divisible by encode.seqrec.n_heads"):
         make_encoder(encode_config("sasrec", "encode.seqrec.n_heads=3"), seed=0, device=CPU)
     with pytest.raises(ConfigError, match="'colour' is not a categorical field"):
         fitted("sasrec_features", tiny_dataset, "encode.seqrec.feature_fields=[colour]")

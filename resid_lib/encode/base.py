@@ -22,7 +22,7 @@ import torch
 from .. import distributed
 from ..data.dataset import Dataset
 from ..data.split import EvalSet, LeaveOneOut
-from ..errors import ConfigError
+from ..errors import ConfigError, check_model_settings
 from ..metrics import evaluate_rankings
 from .attention import AttentionSample
 from .config import EncodeConfig
@@ -88,13 +88,7 @@ def check_training_settings(cfg: EncodeConfig) -> None:
     """Reject shared ``encode`` settings no trained encoder can use, naming the key."""
     if cfg.max_len < 2:
         raise ConfigError(f"encode.max_len must be at least 2 (one history item and the target), got {cfg.max_len}")
-    for key in ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "epochs"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"encode.{key} must be positive, got {getattr(cfg, key)}")
-    if cfg.d_model % cfg.n_heads:
-        raise ConfigError(f"encode.d_model ({cfg.d_model}) must be divisible by encode.n_heads ({cfg.n_heads})")
-    if not 0 <= cfg.dropout < 1:
-        raise ConfigError(f"encode.dropout must be in [0, 1), got {cfg.dropout}")
+    check_model_settings("encode", cfg, ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "epochs"))
     if cfg.eval_users < 0:
         raise ConfigError(f"encode.eval_users must be >= 0 (0 = all), got {cfg.eval_users}")
     if cfg.patience < 0:

@@ -35,18 +35,18 @@ from torch import nn
 from .. import distributed
 from ..data.dataset import Dataset
 from ..data.split import PAD, EvalSet, LeaveOneOut
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_model_settings
 from ..io import torch_save
 from ..metrics import top_k
-from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout,
-                     state_dict_cpu)
+from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, length_grouped_batches, progress,
+                     seed_dropout, state_dict_cpu)
 from .base import Recommender
 from .config import EncodeConfig
 
 SCORE_BATCH = 1024
 """Users scored at once during evaluation."""
 BUCKET_POOL = 50
-"""Batches per pool of similar-length training rows (see :func:`length_buckets`)."""
+"""Batches per pool of similar-length training rows (see :func:`resid_lib.train.length_grouped_batches`)."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,7 @@ class SeqRecSettings:
     def check(self) -> None:
         if self.max_len < 2:
             raise ConfigError(f"encode.seqrec.max_len must be at least 2 (one history item and a target), got {self.max_len}")
-        for key in ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "epochs"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"encode.seqrec.{key} must be positive, got {getattr(self, key)}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"encode.seqrec.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"encode.seqrec.dropout must be in [0, 1), got {self.dropout}")
+        check_model_settings("encode.seqrec", self, ("d_model", "n_layers", "n_heads", "d_ff", "batch_size", "epochs"))
         if not 0.0 < self.mask_prob < 1.0:
             raise ConfigError(f"encode.seqrec.mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.lr <= 0:
@@ -231,27 +225,6 @@ def to_tokens(windows: np.ndarray) -> np.ndarray:
     return np.where(windows == PAD, 0, windows + 1)
 
 
-def length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                   pool_batches: int = BUCKET_POOL) -> list[np.ndarray]:
-    """Shuffled batches of row indices whose rows have similar lengths.
-
-    Rows are shuffled, cut into pools of ``pool_batches`` batches, sorted by length
-    inside each pool and batched; the batch order is then shuffled. Batches of short
-    sequences crop to a few columns, which saves most of the work on sparse data.
-
-    Args:
-        lengths: (n,) non-padding length of every row.
-    """
-    order = rng.permutation(len(lengths))
-    pool = batch_size * pool_batches
-    batches = []
-    for lo in range(0, len(order), pool):
-        part = order[lo:lo + pool]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def crop_left(*arrays: np.ndarray) -> list[np.ndarray]:
     """Drop the leading columns that are padding in every row of the first array."""
     filled = (arrays[0] != 0).any(axis=0)
@@ -374,7 +347,7 @@ class SequentialRecommender(Recommender):
     def _epoch_batches(self, examples: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(inputs, targets) batches of one epoch: token ids and target item indices (PAD = no loss)."""
         inputs, targets = self._epoch_examples(examples, rng)
-        for rows in length_buckets((inputs != 0).sum(axis=1), self.settings.batch_size, rng):
+        for rows in length_grouped_batches((inputs != 0).sum(axis=1), self.settings.batch_size, rng, BUCKET_POOL):
             yield inputs[rows], targets[rows]
 
     @abstractmethod

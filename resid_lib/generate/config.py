@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_model_settings
 
 
 @dataclass
@@ -44,16 +44,10 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         positive = ("max_items", "d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "epochs",
                     "batch_size", "eval_every", "beams", "top_k", "decode_batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"generate.{name} must be at least 1, got {getattr(self, name)}")
+        check_model_settings("generate", self, positive)
         for name in ("warmup_steps", "eval_users", "patience", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"generate.{name} must not be negative, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"generate.d_model ({self.d_model}) must be divisible by generate.n_heads ({self.n_heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"generate.dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0:
             raise ConfigError(f"generate.lr must be positive, got {self.lr}")
         if self.beams < self.top_k:

@@ -53,20 +53,3 @@ def training_windows(train_sequences: list[np.ndarray], max_items: int) -> np.nd
 def history_matrix(histories: list[np.ndarray], max_items: int) -> np.ndarray:
     """(n, max_items) int64: the most recent ``max_items`` items of each history, right-aligned, PAD -1."""
     return pad_right_aligned(histories, max_items)
-
-
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group: int = 32) -> list[np.ndarray]:
-    """Shuffled mini-batches of similar history length (less padding, same randomness).
-
-    The examples are shuffled, cut into chunks of ``group`` batches, each chunk is
-    sorted by length and split into batches, and the batch order is shuffled.
-    """
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * group
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = order[start:start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]

@@ -27,9 +27,10 @@ import torch
 from .. import distributed
 from ..data.split import EvalSet
 from ..errors import DataError
-from ..train import Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout, state_dict_cpu
+from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, length_grouped_batches, progress,
+                     seed_dropout, state_dict_cpu)
 from .config import GenerateConfig
-from .data import SIDTokenizer, length_grouped_batches, training_windows
+from .data import SIDTokenizer, training_windows
 from .model import SIDGenerator
 from .precision import autocast
 from .recommend import evaluate

@@ -85,11 +85,13 @@ Seed = int | Sequence[int]
 
 
 def kmeans(
-    X: torch.Tensor, k: int, *, n_iter: int = 30, seed: Seed = 0, chunk_size: int | None = None
+    X: torch.Tensor, k: int, *, balanced: bool = False, n_iter: int = 30, seed: Seed = 0,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain k-means (k-means++ init). X (n, d) -> centroids (k, d), labels (n,) int64."""
+    """K-means (k-means++ init), exactly balanced with ``balanced=True``. X (n, d) -> centroids (k, d), labels (n,) int64."""
     X = _check_single(X, k)
-    centroids, labels = _lloyd(X, _all_rows(X), k, balanced=False, n_iter=n_iter, seed=[seed], chunk_size=chunk_size)
+    index = torch.arange(X.shape[0], device=X.device)[None, :]
+    centroids, labels = _lloyd(X, index, k, balanced=balanced, n_iter=n_iter, seed=[seed], chunk_size=chunk_size)
     return centroids[0], labels[0, : X.shape[0]]
 
 
@@ -97,55 +99,7 @@ def balanced_kmeans(
     X: torch.Tensor, k: int, *, n_iter: int = 30, seed: Seed = 0, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exactly balanced: cluster sizes differ by at most one. X (n, d) -> centroids (k, d), labels (n,)."""
-    X = _check_single(X, k)
-    centroids, labels = _lloyd(X, _all_rows(X), k, balanced=True, n_iter=n_iter, seed=[seed], chunk_size=chunk_size)
-    return centroids[0], labels[0, : X.shape[0]]
-
-
-def kmeans_batched(
-    X: torch.Tensor,
-    k: int,
-    *,
-    lengths: torch.Tensor | None = None,
-    n_iter: int = 30,
-    seed: Seed | Sequence[Seed] = 0,
-    chunk_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain k-means on P independent problems at once.
-
-    Args:
-        X: (P, m, d) padded batch; problem p uses rows ``X[p, :lengths[p]]``.
-        lengths: (P,) number of valid rows per problem (default: all m).
-        seed: one seed for every problem, or a list with one per problem.
-    Returns:
-        centroids (P, k, d), labels (P, m) int64 with -1 on padding rows.
-    """
-    source, index = _batch_rows(X, k, lengths)
-    centroids, labels = _lloyd(source, index, k, balanced=False, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-    return centroids, labels[:, : X.shape[1]]
-
-
-def balanced_kmeans_batched(
-    X: torch.Tensor,
-    k: int,
-    *,
-    lengths: torch.Tensor | None = None,
-    n_iter: int = 30,
-    seed: Seed | Sequence[Seed] = 0,
-    chunk_size: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exactly balanced k-means on P independent problems at once (sizes within one per problem).
-
-    Args:
-        X: (P, m, d) padded batch; problem p uses rows ``X[p, :lengths[p]]``.
-        lengths: (P,) number of valid rows per problem (default: all m); each must be >= k.
-        seed: one seed for every problem, or a list with one per problem.
-    Returns:
-        centroids (P, k, d), labels (P, m) int64 with -1 on padding rows.
-    """
-    source, index = _batch_rows(X, k, lengths)
-    centroids, labels = _lloyd(source, index, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
-    return centroids, labels[:, : X.shape[1]]
+    return kmeans(X, k, balanced=True, n_iter=n_iter, seed=seed, chunk_size=chunk_size)
 
 
 def kmeans_groups(
@@ -247,7 +201,7 @@ def _check_k(n: int, k: int, where: str) -> None:
 
 def _check_lengths(lengths: torch.Tensor, k: int) -> None:
     p = int(lengths.argmin())
-    _check_k(int(lengths[p]), k, f"problem {p} of the batch")
+    _check_k(int(lengths[p]), k, f"group {p}")
 
 
 def _check_finite(X: torch.Tensor, rows: torch.Tensor | None = None) -> None:
@@ -266,29 +220,6 @@ def _check_single(X: torch.Tensor, k: int) -> torch.Tensor:
     _check_k(X.shape[0], k, "the input")
     _check_finite(X)
     return X
-
-
-def _batch_rows(X: torch.Tensor, k: int, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A padded batch (P, m, d) as rows (P * m, d) of one matrix and the (P, m) index of each problem's rows."""
-    if X.ndim != 3 or X.shape[2] == 0:
-        raise DataError(f"k-means: expected a padded batch (P, m, d), got shape {tuple(X.shape)}")
-    P, m, d = X.shape
-    if lengths is None:
-        lengths = torch.full((P,), m, dtype=torch.long)
-    lengths = torch.as_tensor(lengths, dtype=torch.long).to(X.device)
-    if lengths.shape != (P,) or int(lengths.max()) > m:
-        raise DataError(f"k-means: lengths must be (P,) = ({P},) values <= {m}")
-    _check_lengths(lengths, k)
-    slot = torch.arange(m, device=X.device)
-    index = torch.where(slot[None, :] < lengths[:, None], torch.arange(P, device=X.device)[:, None] * m + slot, -1)
-    source = X.reshape(P * m, d)
-    _check_finite(source, index[index >= 0])
-    return source, index
-
-
-def _all_rows(X: torch.Tensor) -> torch.Tensor:
-    """(1, n) index of every row of X: the single problem."""
-    return torch.arange(X.shape[0], device=X.device)[None, :]
 
 
 def _problem_seeds(seed: Seed | Sequence[Seed], P: int) -> list[Seed]:
