@@ -114,6 +114,13 @@ def test_same_seed_same_embeddings_other_seed_differs(tiny_dataset):
     assert not np.allclose(a, c)
 
 
+def test_early_stopping_ends_training_after_patience_epochs_without_a_better_validation(tiny_dataset):
+    # lr 0: the model never changes, so epoch 1 stays the best and every later epoch is a bad one
+    enc = fitted("sasrec", tiny_dataset, "encode.seqrec.epochs=6", "encode.seqrec.patience=2", "encode.seqrec.lr=1e-12")
+    assert [row["epoch"] for row in enc.history] == [1, 2, 3]
+    assert enc.best_epoch == 1
+
+
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_dataset, tmp_path, monkeypatch):
     overrides = ("encode.seqrec.epochs=3", "encode.seqrec.patience=0")
     reference = fitted("sasrec_features", tiny_dataset, *overrides, workdir=tmp_path / "a")

@@ -308,6 +308,8 @@ class SequentialRecommender(Recommender):
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,
                            history=self.history, extra={"finished": finished}).save(ckpt_path)
                 distributed.barrier()  # no rank starts the next epoch before rank 0 saved this one
+            if finished:
+                break
 
         self.model.load_state_dict(best_state)
         self.best_epoch = stopper.best_epoch
