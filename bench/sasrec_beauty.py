@@ -14,7 +14,6 @@ keeps a CPU run near 20-30 minutes; ``--epochs 200`` runs the full early-stopped
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

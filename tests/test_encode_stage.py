@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import resid_lib.encode.famae as famae
 from resid_lib.config import load_config

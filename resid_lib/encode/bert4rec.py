@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.split import PAD, pad_right_aligned
-from ..errors import DataError
 from .seqrec import SequentialRecommender, to_tokens
 
 
@@ -38,13 +37,6 @@ class BERT4Rec(SequentialRecommender):
 
     method = "bert4rec"
     causal = False
-
-    def _prepare(self, train: list[np.ndarray]) -> np.ndarray:
-        """(n_users_with_2+_items, max_len): each prefix's last max_len items, right-aligned."""
-        usable = [seq for seq in train if len(seq) >= 2]
-        if not usable:
-            raise DataError(f"{self.method}: no user has two or more training items; nothing to learn from")
-        return pad_right_aligned(usable, self.settings.max_len)
 
     def _epoch_examples(self, examples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Inputs with masked positions replaced by [MASK]; targets = the masked items (PAD elsewhere)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.split import pad_right_aligned
-from ..errors import DataError
 from .seqrec import SequentialRecommender, to_tokens
 
 
@@ -20,13 +19,7 @@ class SASRec(SequentialRecommender):
 
     method = "sasrec"
     causal = True
-
-    def _prepare(self, train: list[np.ndarray]) -> np.ndarray:
-        """(n_users_with_2+_items, max_len + 1): each prefix's last max_len + 1 items, right-aligned."""
-        usable = [seq for seq in train if len(seq) >= 2]
-        if not usable:
-            raise DataError(f"{self.method}: no user has two or more training items; nothing to learn from")
-        return pad_right_aligned(usable, self.settings.max_len + 1)
+    extra_items = 1  # inputs are items 1..L, targets items 2..L+1
 
     def _epoch_examples(self, examples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Inputs = items 1..L as tokens, targets = items 2..L+1 (the next item at each position)."""

@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import distributed
 from ..data.dataset import Dataset
-from ..data.split import PAD, EvalSet, LeaveOneOut
+from ..data.split import PAD, EvalSet, LeaveOneOut, pad_right_aligned
 from ..errors import ConfigError, DataError, check_model_settings
 from ..io import torch_save
 from ..metrics import top_k
@@ -235,12 +235,14 @@ def crop_left(*arrays: np.ndarray) -> list[np.ndarray]:
 class SequentialRecommender(Recommender):
     """A Transformer next-item recommender whose item vectors are the E-stage output.
 
-    Subclasses set ``causal`` and ``uses_features`` and define the training examples
-    (:meth:`_prepare`, :meth:`_epoch_batches`) and the inference input (:meth:`_inference_tokens`).
+    Subclasses set ``causal``, ``uses_features`` and ``extra_items`` and define each epoch's
+    training examples (:meth:`_epoch_examples`) and the inference input (:meth:`_inference_tokens`).
     """
 
     causal: bool = True
     uses_features: bool = False
+    extra_items: int = 0
+    """Items per training example beyond ``max_len``."""
 
     def __init__(self, cfg: EncodeConfig, *, seed: int, device: torch.device, progress: bool = True):
         super().__init__(cfg, seed=seed, device=device, progress=progress)
@@ -352,9 +354,13 @@ class SequentialRecommender(Recommender):
         for rows in length_grouped_batches((inputs != 0).sum(axis=1), self.settings.batch_size, rng, BUCKET_POOL):
             yield inputs[rows], targets[rows]
 
-    @abstractmethod
     def _prepare(self, train: list[np.ndarray]) -> np.ndarray:
-        """(n_examples, width) right-aligned item indices (PAD -1) built once from the training prefixes."""
+        """(n_users_with_2+_items, max_len + extra_items): each training prefix's most recent items,
+        right-aligned (PAD -1), built once."""
+        usable = [seq for seq in train if len(seq) >= 2]
+        if not usable:
+            raise DataError(f"{self.method}: no user has two or more training items; nothing to learn from")
+        return pad_right_aligned(usable, self.settings.max_len + self.extra_items)
 
     @abstractmethod
     def _epoch_examples(self, examples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
