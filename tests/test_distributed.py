@@ -38,6 +38,8 @@ from resid_lib.quantize.base import dedup_codes
 from resid_lib.rundir import RunDir
 from workbench.cli import main
 
+from _interrupt import interrupt_on_call
+
 NPROC = 2
 METRIC_TOL = 0.01
 """Largest |2-process - 1-process| difference of a Recall/NDCG or proxy metric: float sums in
@@ -84,15 +86,8 @@ def generator_result(dataset: Dataset) -> dict:
 
 def interrupted_encode(data_dir: Path, out: Path) -> None:
     """The FAMAE encode stage stopped by an interruption in epoch 2 (on every rank), then resumed."""
-    real, calls = famae.proxy_metrics, []
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    famae.proxy_metrics = interrupted_in_epoch_2
+    real = famae.proxy_metrics
+    famae.proxy_metrics = interrupt_on_call(real, 2)  # proxy metrics run once per epoch
     try:
         run_pipeline(load_config("demo", FAMAE), data_dir, out, stages=["encode"], progress=False)
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ from resid_lib.pipeline import run_pipeline
 from resid_lib.rundir import RunDir
 from workbench.cli import main
 
+from _interrupt import interrupt_on_call
+
 TINY = ["encode.max_len=8", "encode.d_model=16", "encode.n_heads=2", "encode.d_ff=32", "encode.batch_size=128",
         "encode.epochs=2", "encode.famae.attention_users=8", "device=cpu"]
 TINY_SEQREC = ["encode.seqrec.max_len=8", "encode.seqrec.d_model=16", "encode.seqrec.d_ff=32",
@@ -66,15 +68,8 @@ def test_interrupted_encode_stage_resumes_to_the_uninterrupted_result(tiny_datas
     cfg = load_config("demo", [*TINY, "encode.epochs=3", "encode.patience=5"])
     straight = run_pipeline(cfg, tiny_dataset_dir, tmp_path / "a", stages=["encode"], progress=False)
 
-    real, calls = famae.proxy_metrics, []
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(famae, "proxy_metrics", interrupted_in_epoch_2)
+    real = famae.proxy_metrics
+    monkeypatch.setattr(famae, "proxy_metrics", interrupt_on_call(real, 2))  # proxy metrics run once per epoch
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, tiny_dataset_dir, tmp_path / "b", stages=["encode"], progress=False)
     assert RunDir(tmp_path / "b").stage_status("encode") == "interrupted"
