@@ -6,7 +6,12 @@ Every row of :data:`GRID` is one run directory ``OUT/runs/<folder>`` made by
 report the G-stage's test metrics; the recommender rows (SASRec, SASRec*) run the
 encode stage only and report its own test metrics. A run that already finished
 with the same config and data is reused; an unfinished one is resumed; a row that
-fails is recorded with its error and the others continue.
+fails is recorded with its error and the others continue. Rows whose encode stage
+would compute the same thing (same data, seed and ``encode`` settings: Q1 and Q2 share
+ReSID's FAMAE, E1 and TIGER the text embeddings, E2 the SASRec row's model) train it
+once: a new run starts from a copy of another row's finished encode stage (its
+``run.json`` names the source under ``copied_from``, and the table shows the source's
+encode time).
 
 The table (``OUT/results.parquet`` and ``OUT/results.md``) has one row per method:
 name, encoder, quantizer, status, recall@5, recall@10, ndcg@5, ndcg@10, the wall
@@ -145,11 +150,44 @@ def run_or_reuse(config: RunConfig, data_dir: str | Path, run_dir: Path, fingerp
     """Reuse a finished run with the same config and data, resume an unfinished one, or start it."""
     run = RunDir(run_dir)
     if not run.exists():
-        return run_pipeline(config, data_dir, run_dir, progress=progress), "ran"
+        donor = shared_encode(config, run_dir, fingerprint)
+        if donor is None:
+            return run_pipeline(config, data_dir, run_dir, progress=progress), "ran"
+        dataset = Dataset.load(data_dir)
+        run.init(dataset_name=dataset.name, dataset_path=data_dir, fingerprint=fingerprint, config=config)
+        run.copy_stage("encode", donor)
+        return (run_pipeline(config, data_dir, run_dir, resume=True, progress=progress),
+                f"ran (encode stage copied from {donor.path.name})")
     check_same_run(run, config, fingerprint)
     if run.status == "done":
         return run, "reused"
     return run_pipeline(config, data_dir, run_dir, resume=True, progress=progress), "resumed"
+
+
+def shared_encode(config: RunConfig, run_dir: Path, fingerprint: str) -> RunDir | None:
+    """Another run beside ``run_dir`` whose finished encode stage this config would recompute:
+    same data, ``seed``, ``data`` and ``encode`` settings. None if there is none (or the
+    config has no encode stage)."""
+    if "encode" not in config.stages or not run_dir.parent.is_dir():
+        return None
+    for path in sorted(run_dir.parent.iterdir()):
+        other = RunDir(path)
+        if path == run_dir or not other.exists() or other.stage_status("encode") != "done":
+            continue
+        if other.manifest.get("dataset", {}).get("fingerprint") != fingerprint:
+            continue
+        try:
+            theirs = other.read_config()
+        except (RunDirError, ConfigError):
+            continue
+        if _encode_settings(theirs) == _encode_settings(config):
+            return other
+    return None
+
+
+def _encode_settings(config: RunConfig) -> tuple:
+    """What an encode stage's result depends on."""
+    return config.seed, config.data, config.encode
 
 
 def check_same_run(run: RunDir, config: RunConfig, fingerprint: str) -> None:

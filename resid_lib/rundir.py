@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from typing import Any, Iterator
 import yaml
 
 from .errors import RunDirError
-from .io import read_json, write_json, write_text
+from .io import atomic_dir, read_json, write_json, write_text
 
 MANIFEST = "run.json"
 CONFIG = "config.yaml"
@@ -156,6 +157,17 @@ class RunDir:
         stages[stage] = {**stages.get(stage, {}), "status": "done", "finished": _now(),
                          "seconds": round(time.perf_counter() - t0, 3)}
         stages[stage].pop("error", None)
+        self._update(stages=stages)
+
+    def copy_stage(self, stage: str, source: "RunDir") -> None:
+        """Take over the finished ``stage`` of another run: its folder is copied (atomically)
+        and the manifest records the source's status and wall time plus ``copied_from``."""
+        if source.stage_status(stage) != "done":
+            raise RunDirError(f"{source.path}: stage {stage!r} is {source.stage_status(stage)}, not done")
+        with atomic_dir(self.path / stage) as tmp:
+            shutil.copytree(source.path / stage, tmp, dirs_exist_ok=True)
+        stages = self.manifest.get("stages", {})
+        stages[stage] = {**source.manifest["stages"][stage], "copied_from": str(source.path.resolve())}
         self._update(stages=stages)
 
     # ------------------------------------------------------------- reading

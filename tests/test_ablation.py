@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from resid_lib.ablation import GRID, results_markdown, run_ablation, select_rows
+from resid_lib.ablation import GRID, results_markdown, run_ablation, select_rows, shared_encode
+from resid_lib.config import load_config
+from resid_lib.data.dataset import Dataset
 from resid_lib.errors import ConfigError, DataError
 from resid_lib.io import write_json, write_parquet
 from resid_lib.metrics import evaluate_rankings
@@ -84,13 +86,18 @@ def test_ablation_runs_reuses_and_records_failures(stand_in_stages, tiny_dataset
     assert (out / "runs" / "resid" / "generate" / "predictions.parquet").is_file()
     assert not (out / "runs" / "tiger").exists()
     assert pd.read_parquet(out / "results.parquet").equals(table)
-    assert stand_in_stages == {"encode": 3, "quantize": 2}
+    assert stand_in_stages == {"encode": 2, "quantize": 2}  # Q1 took over ReSID's FAMAE stage
+    q1_stages = pd.read_json(out / "runs" / "q1" / "run.json", typ="series")["stages"]
+    assert q1_stages["encode"]["copied_from"] == str((out / "runs" / "resid").resolve())
+    assert q1["encode_seconds"] == resid["encode_seconds"]
+    assert sorted(p.name for p in (out / "runs" / "q1" / "encode").iterdir()) == \
+        sorted(p.name for p in (out / "runs" / "resid" / "encode").iterdir())
 
     # through the CLI, one row more: finished rows are reused, the failed one is resumed and fails again
     code = main(["ablate", "--config", "demo", "--data", str(tiny_dataset_dir), "--out", str(out), "--quiet",
                  "--only", "ReSID", "Q1", "SASRec*", *sum((["--set", s] for s in TINY), [])])
     assert code == 1
-    assert stand_in_stages == {"encode": 4, "quantize": 3}
+    assert stand_in_stages == {"encode": 3, "quantize": 3}
     printed = capsys.readouterr().out
     assert "reused" in printed and "| ReSID | famae | gaoq |" in printed and "failed: DataError" in printed
     again = pd.read_parquet(out / "results.parquet").set_index("name")
@@ -99,7 +106,7 @@ def test_ablation_runs_reuses_and_records_failures(stand_in_stages, tiny_dataset
 
     # collecting only runs nothing
     collected = run_ablation("demo", tiny_dataset_dir, out, overrides=TINY, execute=False, log=lambda m: None)
-    assert stand_in_stages == {"encode": 4, "quantize": 3}
+    assert stand_in_stages == {"encode": 3, "quantize": 3}
     assert collected.set_index("name")["status"].to_dict()["Q1"] == "not run"
 
 
@@ -111,6 +118,21 @@ def test_a_finished_run_with_another_config_is_not_reused(stand_in_stages, tiny_
     assert table.loc["SASRec", "status"] == "failed" and "different config" in table.loc["SASRec", "error"]
     assert stand_in_stages["encode"] == 1
 
+
+def test_rows_share_an_encode_stage_only_when_its_settings_match(stand_in_stages, tiny_dataset_dir, tmp_path):
+    out = tmp_path / "ablation"
+    run_ablation("demo", tiny_dataset_dir, out, only=["SASRec"], overrides=TINY, progress=False, log=lambda m: None)
+    messages = []
+    run_ablation("demo", tiny_dataset_dir, out, only=["E2", "E3"], overrides=TINY, progress=False, log=messages.append)
+    assert stand_in_stages["encode"] == 2  # E2 copied the SASRec row's stage, E3 (BERT4Rec) trained its own
+    assert any("copied from sasrec" in m for m in messages)
+    fingerprint = Dataset.load(tiny_dataset_dir).fingerprint
+    e2 = [*TINY, *GRID[2].overrides()]
+    assert shared_encode(load_config("demo", e2), out / "runs" / "new", fingerprint).path.name == "e2"
+    for change in ("seed=7", "encode.lr=0.002", "data.min_length=4"):  # what the stage computes differs
+        assert shared_encode(load_config("demo", [*e2, change]), out / "runs" / "new", fingerprint) is None
+    assert shared_encode(load_config("demo", [*e2, "generate.epochs=3"]), out / "runs" / "new", fingerprint) is not None
+    assert shared_encode(load_config("demo", e2), out / "runs" / "new", "another dataset") is None
 
 def test_results_markdown_lists_every_row():
     table = pd.DataFrame([

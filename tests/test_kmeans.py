@@ -146,6 +146,25 @@ def test_grouped_balanced_kmeans_handles_uneven_groups():
             torch.testing.assert_close(centroids[p, j], rows[labels[p, :n] == j].mean(0), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("n_iter", [1, 2, 5, 30])
+def test_every_group_returns_exact_balance_whenever_it_stops(n_iter):
+    """Iterations before a group's last may leave a few rows over capacity; the labels it
+    returns never do, whether it converged early, ran out of iterations or started on a sample."""
+    rng = np.random.default_rng(n_iter)
+    sizes, d, k = [1000, 700, 333], 16, 48  # ~15-20 rows per cluster: the auction's end game matters
+    groups = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+    X = blobs(len(groups), d=d, centers=40, seed=n_iter, spread=2.0)
+    index, _ = group_rows(groups, len(sizes))
+    centroids, labels = kmeans_groups(X, index, k, balanced=True, n_iter=n_iter, seed=[int(rng.integers(99)), 1, 2])
+    for p, n in enumerate(sizes):
+        assert_balanced(labels[p, :n], n, k)
+        rows = X[index[p, :n]]
+        for j in range(k):
+            torch.testing.assert_close(centroids[p, j], rows[labels[p, :n] == j].mean(0), atol=1e-4, rtol=1e-4)
+    _, sampled = balanced_kmeans(X[:900], 4, n_iter=n_iter)  # 900 > 128 x 4 rows: starts on a sample
+    assert_balanced(sampled, 900, 4)
+
+
 def test_group_is_not_disturbed_by_its_neighbours():
     """A group finds the same partition as alone, whatever the other groups hold."""
     X = blobs(60, centers=3, seed=8, spread=10.0)

@@ -38,6 +38,14 @@ distance: large in the first Lloyd iteration (fast, the centroids are rough anyw
 and shrinking geometrically to ``_EPS_FINAL`` of the gap. Prices are warm-started
 across Lloyd iterations. The ``r`` clusters that get ``q + 1`` points are the ``r``
 most demanded ones (largest unconstrained sizes at the current prices).
+
+Only the labels a problem returns need exact balance. The auction's end game (a few units
+bouncing between full clusters, settled by shortest paths) is the slow part, so the
+iterations before a problem's last keep the auction's near-balanced result (at most
+``_END_GAME * k`` rows over capacity); once a problem meets its stopping test (or reaches
+``n_iter``) it runs one more iteration with the exact assignment, whose labels and centroids
+it returns. The iterations on a sample, of which only centroids and prices are kept, are
+never exact.
 """
 from __future__ import annotations
 
@@ -171,7 +179,7 @@ def balanced_assignment(cost: torch.Tensor, *, tolerance: float = _EPS_FINAL) ->
     prices = torch.zeros(1, k, dtype=torch.float64, device=cost.device)
     prob = torch.zeros(n, dtype=torch.long, device=cost.device)
     lengths = torch.tensor([n], device=cost.device)
-    labels, _ = _balanced_assign(cost, prob, lengths, prices, tolerance)
+    labels, _ = _balanced_assign(cost, prob, lengths, prices, tolerance, torch.ones(1, dtype=torch.bool, device=cost.device))
     return labels
 
 
@@ -319,7 +327,7 @@ def _solve(
             C = _kmeanspp(sample, sample_lengths, k, rngs, trials)
             own = torch.arange(P * limit, device=X.device).reshape(P, limit)
             C, _, prices = _iterate(sample.reshape(P * limit, -1), own, sample_lengths, None, C, None, k,
-                                    balanced, n_iter, _EPS_START, chunk_size)
+                                    balanced, n_iter, _EPS_START, chunk_size, exact=False)
             eps_start = _EPS_WARM
             del sample
         else:
@@ -413,15 +421,18 @@ def _iterate(
     n_iter: int,
     eps_start: float,
     chunk_size: int | None,
+    exact: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lloyd iterations from centroids C (P, k, d) on the rows ``X[index]`` minus ``mean`` (P, d)
     (None: X is centered).
 
     The price tolerance of the balanced assignment starts at ``eps_start`` and halves every
-    iteration down to ``_EPS_FINAL``: early assignments need not be exact. A problem stops once
-    the tolerance is final and its squared centroid shift is below ``_TOL`` times its mean
-    per-dimension variance (the scikit-learn criterion) or its within-cluster sum of squares
-    improved by less than ``_RTOL``; the others go on without it.
+    iteration down to ``_EPS_FINAL``: early assignments need not be exact. A problem has
+    converged once the tolerance is final and its squared centroid shift is below ``_TOL``
+    times its mean per-dimension variance (the scikit-learn criterion) or its within-cluster
+    sum of squares improved by less than ``_RTOL``; with ``exact`` it then runs one last
+    iteration with an exactly balanced assignment (see the module docstring), and stops; the
+    others go on without it.
     Returns centroids (P, k, d), labels (P, m) with -1 on padding, prices (P, k).
     """
     P, m = index.shape
@@ -433,6 +444,7 @@ def _iterate(
     labels = torch.full_like(rows, -1)
     prev_sse = torch.full((P,), float("inf"), dtype=torch.float64, device=device)
     active = torch.ones(P, dtype=torch.bool, device=device)
+    last = torch.zeros(P, dtype=torch.bool, device=device)  # the next iteration is the problem's last
     renumber = torch.empty(P, dtype=torch.long, device=device)
     for it in range(n_iter):
         act = active.nonzero().squeeze(1)
@@ -442,7 +454,8 @@ def _iterate(
         D = _distances(X, index[act], lengths[act], mean_a, C[act], chunk_size)
         rel_eps = max(_EPS_FINAL, eps_start / 2**it)
         if balanced:
-            labels_a, prices[act] = _balanced_assign(D, prob_a, lengths[act], prices[act], rel_eps)
+            exact_a = last[act] | (it == n_iter - 1) if exact else last[act]
+            labels_a, prices[act] = _balanced_assign(D, prob_a, lengths[act], prices[act], rel_eps, exact_a)
         else:
             labels_a = D.argmin(1)
         new_C = _centroids(X, rows_a, prob_a, labels_a, mean_a, len(act), k, chunk_size)
@@ -457,7 +470,12 @@ def _iterate(
         stalled = prev_sse[act] - sse <= _RTOL * sse
         prev_sse[act] = sse
         if rel_eps <= _EPS_FINAL:
-            active[act[(shift <= tol[act]) | stalled]] = False
+            done = (shift <= tol[act]) | stalled
+            if balanced and exact:
+                active[act[last[act]]] = False
+                last[act[done]] = True
+            else:
+                active[act[done]] = False
             if not bool(active.any()):
                 break
     out = torch.full(index.shape, -1, dtype=torch.long, device=device)
@@ -551,9 +569,10 @@ def _reseed_empty(
 
 
 def _balanced_assign(
-    D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float
+    D: torch.Tensor, prob: torch.Tensor, lengths: torch.Tensor, prices: torch.Tensor, rel_eps: float,
+    exact: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exactly balanced, eps-optimal assignment by price raising (see the module docstring).
+    """Balanced, eps-optimal assignment by price raising (see the module docstring).
 
     Args:
         D: (N, k) costs of the valid rows of all problems.
@@ -561,14 +580,16 @@ def _balanced_assign(
         lengths: (P,) rows per problem.
         prices: (P, k) float64 warm-start prices (updated in place).
         rel_eps: price tolerance as a fraction of each problem's mean best/second-best gap.
+        exact: (P,) bool, the problems whose sizes must equal their capacities; the others may
+            keep up to ``_END_GAME * k`` rows over capacity (the auction's stalled end game).
     Returns:
-        labels (N,) with every problem's cluster sizes equal to its capacities, and the prices.
+        labels (N,) and the prices.
     """
     if prices.shape[1] == 1:
         return torch.zeros(D.shape[0], dtype=torch.long, device=D.device), prices
     market = _Market(D, prob, lengths, prices, rel_eps)
     with single_thread_on_cpu(D.device):
-        market.clear()
+        market.clear(exact)
     return market.labels, prices
 
 
@@ -654,8 +675,9 @@ class _Market:
         self.alt_val[rows], self.alt_idx[rows] = val, best
         self.stale[rows] = False
 
-    def clear(self) -> None:
-        """Raise prices of over-full clusters until every cluster is exactly at capacity.
+    def clear(self, exact: torch.Tensor) -> None:
+        """Raise prices of over-full clusters until every cluster of the ``exact`` (P,) problems
+        is exactly at capacity (the others stop where the end game would start).
 
         Every step raises the price of every over-full cluster past the switching cost
         ``alt_val - cur`` of its ``excess``-th cheapest member (plus ``eps``, halfway to the
@@ -666,7 +688,7 @@ class _Market:
         ``_END_GAME * k`` units are left (a few units bouncing between full clusters in small
         price steps, the auction's end game; a larger excess that stalls is a price war among
         many full clusters, which the rising prices settle), that problem waits, and the rest
-        of every waiting problem is placed by :meth:`finish_by_shortest_paths`.
+        of every waiting exact problem is placed by :meth:`finish_by_shortest_paths`.
         """
         P, k, device = self.prices.shape[0], self.k, self.D.device
         history: list[torch.Tensor] = []  # (P,) excess of every problem before each of the last steps
@@ -680,8 +702,8 @@ class _Market:
                 waiting |= (excess > 0) & (excess <= end_game) & (excess >= history.pop(0))
             moving = (excess > 0) & ~waiting
             if not bool(moving.any()):
-                if bool(waiting.any()):
-                    self.finish_by_shortest_paths()
+                if bool((waiting & exact).any()):
+                    self.finish_by_shortest_paths(exact)
                 return
             over = torch.where(moving.repeat_interleave(k), over, over.clamp(max=0))
             members, delta, key, starts = self._cheapest_members(over)
@@ -707,9 +729,10 @@ class _Market:
             self.sizes.index_add_(0, self.group[movers], torch.ones_like(old))
         raise RuntimeError("balanced assignment did not converge")  # pragma: no cover
 
-    def finish_by_shortest_paths(self) -> None:
-        """Place the remaining excess along shortest paths in the cluster graph (exact, one unit
-        per problem per round; the successive-shortest-path method for min-cost flow).
+    def finish_by_shortest_paths(self, problems: torch.Tensor) -> None:
+        """Place the remaining excess of ``problems`` (P,) bool along shortest paths in the
+        cluster graph (exact, one unit per problem per round; the successive-shortest-path
+        method for min-cost flow).
 
         Edge ``a -> b`` costs the cheapest price-adjusted move of one row from a to b,
         ``W[a, b] = min_{i in a} (D[i, b] - D[i, a]) + p[b] - p[a]`` (>= 0 up to eps). Per round
@@ -727,7 +750,7 @@ class _Market:
         no_move = torch.eye(k, dtype=torch.bool, device=device)
         while True:
             over = (self.sizes - self.caps).view(P, k)
-            act = (over > 0).any(1).nonzero().squeeze(1)  # problems with excess
+            act = ((over > 0).any(1) & problems).nonzero().squeeze(1)  # problems with excess
             if act.numel() == 0:
                 return
             over, prices = over[act], self.prices[act]
