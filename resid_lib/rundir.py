@@ -4,7 +4,7 @@ Layout and file formats (every file written atomically, see ``resid_lib.io``)::
 
     RUN_DIR/
       run.json             status; dataset {name, path, fingerprint}; stages {name: {status, started,
-                           finished, seconds, error}}
+                           finished, seconds (over every attempt), error}}
       config.yaml          the resolved RunConfig
       encode/
         item_embeddings.npy  float32 (n_items, d), rows in the dataset's item order
@@ -139,8 +139,13 @@ class RunDir:
 
     @contextlib.contextmanager
     def stage(self, stage: str) -> Iterator[Path]:
-        """Mark a stage running; on exit record ``done`` with its wall time, or ``failed``."""
+        """Mark a stage running; on exit record ``done`` with its wall time, or ``failed``.
+
+        The recorded ``seconds`` cover every attempt: resuming an interrupted or failed stage
+        adds to the time its earlier attempts took."""
         stages = self.manifest.get("stages", {})
+        earlier = stages.get(stage, {})
+        carried = earlier.get("seconds", 0.0) if earlier.get("status") in ("interrupted", "failed") else 0.0
         stages[stage] = {"status": "running", "started": _now()}
         self._update(stages=stages, status="running")
         t0 = time.perf_counter()
@@ -150,12 +155,12 @@ class RunDir:
             stages = self.manifest.get("stages", {})
             interrupted = isinstance(exc, KeyboardInterrupt)
             stages[stage] = {**stages.get(stage, {}), "status": "interrupted" if interrupted else "failed",
-                             "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
+                             "error": f"{type(exc).__name__}: {exc}", "seconds": carried + time.perf_counter() - t0}
             self._update(stages=stages, status="interrupted" if interrupted else "failed")
             raise
         stages = self.manifest.get("stages", {})
         stages[stage] = {**stages.get(stage, {}), "status": "done", "finished": _now(),
-                         "seconds": round(time.perf_counter() - t0, 3)}
+                         "seconds": round(carried + time.perf_counter() - t0, 3)}
         stages[stage].pop("error", None)
         self._update(stages=stages)
 

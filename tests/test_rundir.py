@@ -86,6 +86,15 @@ def test_stage_marks_done_and_failed(tmp_path):
             raise KeyboardInterrupt
     assert run.stage_status("generate") == "interrupted" and run.status == "interrupted"
     assert run.stage_status("encode") == "done"
+    stages = run.manifest["stages"]
+    stages["generate"]["seconds"] = 100.0  # as if the interrupted attempt had run 100 s
+    write_json(run.path / "run.json", {**run.manifest, "stages": stages})
+    with run.stage("generate"):
+        pass
+    assert run.stage_status("generate") == "done" and 100.0 <= run.stage_seconds("generate") < 110.0
+    with run.stage("generate"):  # rerunning a finished stage starts the clock again
+        pass
+    assert run.stage_seconds("generate") < 10.0
     assert leftovers(run.path) == []
 
 
