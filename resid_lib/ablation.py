@@ -153,8 +153,8 @@ def run_or_reuse(config: RunConfig, data_dir: str | Path, run_dir: Path, fingerp
         donor = shared_encode(config, run_dir, fingerprint)
         if donor is None:
             return run_pipeline(config, data_dir, run_dir, progress=progress), "ran"
-        dataset = Dataset.load(data_dir)
-        run.init(dataset_name=dataset.name, dataset_path=data_dir, fingerprint=fingerprint, config=config)
+        run.init(dataset_name=donor.manifest["dataset"]["name"], dataset_path=data_dir, fingerprint=fingerprint,
+                 config=config)
         run.copy_stage("encode", donor)
         return (run_pipeline(config, data_dir, run_dir, resume=True, progress=progress),
                 f"ran (encode stage copied from {donor.path.name})")

@@ -167,12 +167,13 @@ class RunDir:
     def copy_stage(self, stage: str, source: "RunDir") -> None:
         """Take over the finished ``stage`` of another run: its folder is copied (atomically)
         and the manifest records the source's status and wall time plus ``copied_from``."""
-        if source.stage_status(stage) != "done":
-            raise RunDirError(f"{source.path}: stage {stage!r} is {source.stage_status(stage)}, not done")
+        record = source.manifest.get("stages", {}).get(stage, {})
+        if record.get("status") != "done":
+            raise RunDirError(f"{source.path}: stage {stage!r} is {record.get('status', 'pending')}, not done")
         with atomic_dir(self.path / stage) as tmp:
             shutil.copytree(source.path / stage, tmp, dirs_exist_ok=True)
         stages = self.manifest.get("stages", {})
-        stages[stage] = {**source.manifest["stages"][stage], "copied_from": str(source.path.resolve())}
+        stages[stage] = {**record, "copied_from": str(source.path.resolve())}
         self._update(stages=stages)
 
     # ------------------------------------------------------------- reading

@@ -454,7 +454,7 @@ def _iterate(
         D = _distances(X, index[act], lengths[act], mean_a, C[act], chunk_size)
         rel_eps = max(_EPS_FINAL, eps_start / 2**it)
         if balanced:
-            exact_a = last[act] | (it == n_iter - 1) if exact else last[act]
+            exact_a = last[act] | (exact and it == n_iter - 1)
             labels_a, prices[act] = _balanced_assign(D, prob_a, lengths[act], prices[act], rel_eps, exact_a)
         else:
             labels_a = D.argmin(1)
