@@ -38,10 +38,11 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -51,6 +52,7 @@ from .io import atomic_dir, read_json, write_json, write_text
 MANIFEST = "run.json"
 CONFIG = "config.yaml"
 HEADLINE_KEYS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+_MANIFEST_LOCK = threading.RLock()  # manifests are read-modified-written by stage clocks (threads) too
 
 
 def _now() -> str:
@@ -59,6 +61,10 @@ def _now() -> str:
 
 class RunDir:
     """A run directory on disk; creates nothing until something is written."""
+
+    #: how often a running stage writes its elapsed time to ``run.json``, so that a process
+    #: killed without warning still leaves the time of its attempt for the next one to add to
+    HEARTBEAT_SECONDS = 30.0
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -86,11 +92,12 @@ class RunDir:
         return read_json(p) if p.is_file() else {}
 
     def _update(self, **changes: Any) -> dict:
-        m = self.manifest
-        m.update(changes)
-        m["updated"] = _now()
-        write_json(self.path / MANIFEST, m)
-        return m
+        with _MANIFEST_LOCK:
+            m = self.manifest
+            m.update(changes)
+            m["updated"] = _now()
+            write_json(self.path / MANIFEST, m)
+            return m
 
     def init(self, *, dataset_name: str, dataset_path: str | Path, fingerprint: str, config: Any | None = None) -> None:
         """Create or reopen the run for a dataset; refuse a run made from different data."""
@@ -141,28 +148,46 @@ class RunDir:
     def stage(self, stage: str) -> Iterator[Path]:
         """Mark a stage running; on exit record ``done`` with its wall time, or ``failed``.
 
-        The recorded ``seconds`` cover every attempt: resuming an interrupted or failed stage
-        adds to the time its earlier attempts took."""
-        stages = self.manifest.get("stages", {})
-        earlier = stages.get(stage, {})
-        carried = earlier.get("seconds", 0.0) if earlier.get("status") in ("interrupted", "failed") else 0.0
-        stages[stage] = {"status": "running", "started": _now()}
-        self._update(stages=stages, status="running")
+        The recorded ``seconds`` cover every attempt: resuming a stage that did not finish
+        (interrupted, failed, or killed while ``running``) adds to the time its earlier
+        attempts took. While the stage runs its time is rewritten every ``HEARTBEAT_SECONDS``."""
+        earlier = self.manifest.get("stages", {}).get(stage, {})
+        carried = earlier.get("seconds", 0.0) if earlier.get("status") in ("running", "interrupted", "failed") else 0.0
         t0 = time.perf_counter()
+
+        def elapsed() -> float:
+            return round(carried + time.perf_counter() - t0, 3)
+
+        with _MANIFEST_LOCK:
+            stages = self.manifest.get("stages", {})
+            stages[stage] = {"status": "running", "started": _now(), "seconds": carried}
+            self._update(stages=stages, status="running")
+        stop = threading.Event()
+        clock = threading.Thread(target=self._heartbeat, args=(stage, elapsed, stop), daemon=True)
+        clock.start()
         try:
             yield self.stage_dir(stage)
+            outcome = {"status": "done", "finished": _now()}
         except BaseException as exc:
-            stages = self.manifest.get("stages", {})
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            stages[stage] = {**stages.get(stage, {}), "status": "interrupted" if interrupted else "failed",
-                             "error": f"{type(exc).__name__}: {exc}", "seconds": carried + time.perf_counter() - t0}
-            self._update(stages=stages, status="interrupted" if interrupted else "failed")
+            outcome = {"status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                       "error": f"{type(exc).__name__}: {exc}"}
             raise
-        stages = self.manifest.get("stages", {})
-        stages[stage] = {**stages.get(stage, {}), "status": "done", "finished": _now(),
-                         "seconds": round(carried + time.perf_counter() - t0, 3)}
-        stages[stage].pop("error", None)
-        self._update(stages=stages)
+        finally:
+            stop.set()
+            clock.join()
+            with _MANIFEST_LOCK:
+                stages = self.manifest.get("stages", {})
+                record = {k: v for k, v in stages.get(stage, {}).items() if k != "error"}
+                stages[stage] = {**record, **outcome, "seconds": elapsed()}
+                self._update(stages=stages, **({} if outcome["status"] == "done" else {"status": outcome["status"]}))
+
+    def _heartbeat(self, stage: str, elapsed: Callable[[], float], stop: threading.Event) -> None:
+        """Until ``stop``, write the running stage's ``elapsed()`` seconds every ``HEARTBEAT_SECONDS``."""
+        while not stop.wait(self.HEARTBEAT_SECONDS):
+            with _MANIFEST_LOCK:
+                stages = self.manifest.get("stages", {})
+                stages[stage] = {**stages.get(stage, {}), "seconds": elapsed()}
+                self._update(stages=stages)
 
     def copy_stage(self, stage: str, source: "RunDir") -> None:
         """Take over the finished ``stage`` of another run: its folder is copied (atomically)

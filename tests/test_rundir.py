@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +100,29 @@ def test_stage_marks_done_and_failed(tmp_path):
         pass
     assert run.stage_seconds("generate") < 10.0
     assert leftovers(run.path) == []
+
+
+def test_a_stage_killed_without_warning_keeps_the_time_it_ran(tmp_path):
+    run = make_run(tmp_path / "run")
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from resid_lib.rundir import RunDir
+        RunDir.HEARTBEAT_SECONDS = 0.05
+        with RunDir({str(run.path)!r}).stage("generate"):
+            time.sleep(60)
+    """)], cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 30
+        while (run.stage_seconds("generate") or 0.0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait()
+    ran = run.stage_seconds("generate")
+    assert run.stage_status("generate") == "running" and ran >= 0.5
+    with run.stage("generate"):
+        pass
+    assert run.stage_status("generate") == "done" and ran <= run.stage_seconds("generate") < ran + 5.0
 
 
 def test_headline_prefers_the_generative_recommender(tmp_path):
