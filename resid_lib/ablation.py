@@ -106,8 +106,10 @@ def run_ablation(
 
     The table always lists every row of :data:`GRID`. Rows that are not selected
     (all rows when ``execute`` is False) are only collected: a finished run with
-    the same config and data counts, anything else reads ``not run``. So
-    ``--only`` calls add to one cumulative ``OUT/results.parquet``.
+    the same config and data counts, anything else reads ``not run``. The table is
+    rewritten after every row with the other rows read from disk at that moment, so
+    ``--only`` calls add to one cumulative ``OUT/results.parquet``, also when they
+    run at the same time.
 
     Args:
         config: base preset name or YAML file.
@@ -125,24 +127,32 @@ def run_ablation(
     configs = {row.name: load_config(config, [*overrides, *row.overrides()]) for row in GRID}  # fail fast on bad keys
     fingerprint = Dataset.load(data_dir).fingerprint
     out = Path(out)
-    records: list[dict] = []
+    done_here: dict[str, dict] = {}
+
+    def table() -> pd.DataFrame:
+        """Every row: this call's records, the others read from disk now (another process may have added some)."""
+        records = [done_here.get(row.name) or existing(row, configs[row.name], out / "runs" / row.folder,
+                                                         fingerprint, out) for row in GRID]
+        return pd.DataFrame(records, columns=COLUMNS)
+
     for row in GRID:
-        run_dir = out / "runs" / row.folder
         if row.name not in selected:
-            records.append(existing(row, configs[row.name], run_dir, fingerprint, out))
-        else:
-            log(f"[{selected.index(row.name) + 1}/{len(selected)}] {row.name}: {row.encoder} + "
-                f"{row.quantizer or '-'} -> {run_dir}")
-            t0 = time.perf_counter()
-            try:
-                run, how = run_or_reuse(configs[row.name], data_dir, run_dir, fingerprint, progress=progress)
-                records.append(collect(row, run, out))
-                log(f"    {how} in {time.perf_counter() - t0:.0f} s: " + _format_metrics(records[-1]))
-            except Exception as exc:  # one failing row must not stop the comparison
-                records.append(failed(row, run_dir, out, exc))
-                log(f"    failed: {records[-1]['error']}")
-        write_results(pd.DataFrame(records, columns=COLUMNS), out)
-    return pd.DataFrame(records, columns=COLUMNS)
+            continue
+        run_dir = out / "runs" / row.folder
+        log(f"[{selected.index(row.name) + 1}/{len(selected)}] {row.name}: {row.encoder} + "
+            f"{row.quantizer or '-'} -> {run_dir}")
+        t0 = time.perf_counter()
+        try:
+            run, how = run_or_reuse(configs[row.name], data_dir, run_dir, fingerprint, progress=progress)
+            done_here[row.name] = collect(row, run, out)
+            log(f"    {how} in {time.perf_counter() - t0:.0f} s: " + _format_metrics(done_here[row.name]))
+        except Exception as exc:  # one failing row must not stop the comparison
+            done_here[row.name] = failed(row, run_dir, out, exc)
+            log(f"    failed: {done_here[row.name]['error']}")
+        write_results(table(), out)
+    results = table()
+    write_results(results, out)
+    return results
 
 
 def run_or_reuse(config: RunConfig, data_dir: str | Path, run_dir: Path, fingerprint: str, *,
@@ -263,7 +273,8 @@ def results_markdown(table: pd.DataFrame) -> str:
         cells = [rec["name"], rec["encoder"], "-" if pd.isna(rec["quantizer"]) else rec["quantizer"]]
         cells += [_fmt(rec[k], ".4f") for k in HEADLINE_KEYS]
         cells += [_fmt(rec[f"{s}_seconds"], ".0f") for s in STAGES]
-        cells.append(f"failed: {rec['error']}" if rec["status"] == "failed" else rec["status"])
+        unfinished = rec["status"] != "done" and not pd.isna(rec["error"])
+        cells.append(f"{rec['status']}: {rec['error']}" if unfinished else rec["status"])
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -134,6 +134,26 @@ def test_rows_share_an_encode_stage_only_when_its_settings_match(stand_in_stages
     assert shared_encode(load_config("demo", [*e2, "generate.epochs=3"]), out / "runs" / "new", fingerprint) is not None
     assert shared_encode(load_config("demo", e2), out / "runs" / "new", "another dataset") is None
 
+def test_the_table_keeps_rows_that_another_call_finished_meanwhile(stand_in_stages, tiny_dataset_dir, tmp_path,
+                                                                   monkeypatch):
+    out = tmp_path / "ablation"
+    quiet = dict(overrides=TINY, progress=False, log=lambda m: None)
+    ablation = importlib.import_module("resid_lib.ablation")
+    run_row = ablation.run_or_reuse
+
+    def q2_while_resid_finishes_elsewhere(config, data_dir, run_dir, *args, **kwargs):
+        if run_dir.name == "q2":  # a second `ablate --only ReSID` finishes while Q2 runs
+            run_ablation("demo", tiny_dataset_dir, out, only=["ReSID"], **quiet)
+            assert pd.read_parquet(out / "results.parquet").set_index("name").loc["ReSID", "status"] == "done"
+        return run_row(config, data_dir, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_or_reuse", q2_while_resid_finishes_elsewhere)
+    table = run_ablation("demo", tiny_dataset_dir, out, only=["Q2"], **quiet).set_index("name")
+    assert table.loc["ReSID", "status"] == "done" and table.loc["Q2", "status"] == "done"
+    on_disk = pd.read_parquet(out / "results.parquet").set_index("name")
+    assert on_disk.loc["ReSID", "status"] == "done" and on_disk.loc["Q2", "status"] == "done"
+
+
 def test_results_markdown_lists_every_row():
     table = pd.DataFrame([
         {"name": "ReSID", "encoder": "famae", "quantizer": "gaoq", "status": "done", "recall@5": 0.05, "recall@10": 0.07,
@@ -146,3 +166,5 @@ def test_results_markdown_lists_every_row():
     lines = results_markdown(table).splitlines()
     assert lines[2] == "| ReSID | famae | gaoq | 0.0500 | 0.0700 | 0.0300 | 0.0400 | 10 | 2 | 30 | done |"
     assert lines[3].endswith("| - | - | - | - | 10 | - | - | failed: DataError: bad |")
+    unfinished = table.iloc[[1]].assign(status="not run", error="run is running")
+    assert results_markdown(unfinished).splitlines()[2].endswith("| not run: run is running |")
