@@ -92,8 +92,14 @@ def main() -> int:
     print("\npublished (R@5 / R@10 / N@5 / N@10):")
     for name, (values, source) in PUBLISHED.items():
         print(f"  {name:<26}" + " / ".join(f"{v:.4f}" for v in values) + f"   ({source})")
+    by_name = table.set_index("name")
+    print("\nReSID against rows of this run (ratio of ReSID's figure to the row's):")
+    for other in by_name.index.drop("ReSID"):
+        if by_name.loc[["ReSID", other], "status"].eq("done").all():
+            ratios = (by_name.loc["ReSID", list(HEADLINE_KEYS)] / by_name.loc[other, list(HEADLINE_KEYS)]).astype(float)
+            print(f"  vs {other:<8}" + "  ".join(f"{short[k]} {ratios[k]:.2f}x" for k in HEADLINE_KEYS))
     name, key, goal = TARGET
-    ours = table.set_index("name").loc[name, key]
+    ours = by_name.loc[name, key]
     verdict = "not measured" if pd.isna(ours) else f"{ours:.4f} ({'reached' if ours >= goal else 'not reached'})"
     print(f"\ntarget: {name} test {key} >= {goal} with {args.config}: {verdict}")
     write_json(RESULTS, {"config": args.config, "rows": rows,
