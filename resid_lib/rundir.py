@@ -99,6 +99,13 @@ class RunDir:
             write_json(self.path / MANIFEST, m)
             return m
 
+    def _write_stage(self, stage: str, make: Callable[[dict], dict], **changes: Any) -> None:
+        """Replace ``stage``'s record by ``make(current record)`` (and apply ``changes`` to the run), atomically."""
+        with _MANIFEST_LOCK:
+            stages = self.manifest.get("stages", {})
+            stages[stage] = make(stages.get(stage, {}))
+            self._update(stages=stages, **changes)
+
     def init(self, *, dataset_name: str, dataset_path: str | Path, fingerprint: str, config: Any | None = None) -> None:
         """Create or reopen the run for a dataset; refuse a run made from different data."""
         m = self.manifest
@@ -158,10 +165,8 @@ class RunDir:
         def elapsed() -> float:
             return round(carried + time.perf_counter() - t0, 3)
 
-        with _MANIFEST_LOCK:
-            stages = self.manifest.get("stages", {})
-            stages[stage] = {"status": "running", "started": _now(), "seconds": carried}
-            self._update(stages=stages, status="running")
+        self._write_stage(stage, lambda _: {"status": "running", "started": _now(), "seconds": carried},
+                          status="running")
         stop = threading.Event()
         clock = threading.Thread(target=self._heartbeat, args=(stage, elapsed, stop), daemon=True)
         clock.start()
@@ -175,19 +180,14 @@ class RunDir:
         finally:
             stop.set()
             clock.join()
-            with _MANIFEST_LOCK:
-                stages = self.manifest.get("stages", {})
-                record = {k: v for k, v in stages.get(stage, {}).items() if k != "error"}
-                stages[stage] = {**record, **outcome, "seconds": elapsed()}
-                self._update(stages=stages, **({} if outcome["status"] == "done" else {"status": outcome["status"]}))
+            self._write_stage(stage, lambda record: {**{k: v for k, v in record.items() if k != "error"}, **outcome,
+                                                     "seconds": elapsed()},
+                              **({} if outcome["status"] == "done" else {"status": outcome["status"]}))
 
     def _heartbeat(self, stage: str, elapsed: Callable[[], float], stop: threading.Event) -> None:
         """Until ``stop``, write the running stage's ``elapsed()`` seconds every ``HEARTBEAT_SECONDS``."""
         while not stop.wait(self.HEARTBEAT_SECONDS):
-            with _MANIFEST_LOCK:
-                stages = self.manifest.get("stages", {})
-                stages[stage] = {**stages.get(stage, {}), "seconds": elapsed()}
-                self._update(stages=stages)
+            self._write_stage(stage, lambda record: {**record, "seconds": elapsed()})
 
     def copy_stage(self, stage: str, source: "RunDir") -> None:
         """Take over the finished ``stage`` of another run: its folder is copied (atomically)
@@ -197,9 +197,7 @@ class RunDir:
             raise RunDirError(f"{source.path}: stage {stage!r} is {record.get('status', 'pending')}, not done")
         with atomic_dir(self.path / stage) as tmp:
             shutil.copytree(source.path / stage, tmp, dirs_exist_ok=True)
-        stages = self.manifest.get("stages", {})
-        stages[stage] = {**record, "copied_from": str(source.path.resolve())}
-        self._update(stages=stages)
+        self._write_stage(stage, lambda _: {**record, "copied_from": str(source.path.resolve())})
 
     # ------------------------------------------------------------- reading
     def read_metrics(self, stage: str) -> dict | None:
