@@ -138,6 +138,24 @@ def progress(iterable: Iterable, *, desc: str, enabled: bool = True, total: int 
     return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
 
 
+def epoch_line(row: dict, epochs: int, best_epoch: int) -> str:
+    """One line for an epoch's history row, e.g. ``epoch 4/16: loss 2.1861, valid_recall@10 0.0515 (best), 576 s``.
+
+    Every numeric field except ``epoch`` and the timings is shown; fields that are NaN (not evaluated) are left out.
+    """
+    parts = [f"{key} {value:.4f}" for key, value in row.items()
+             if key not in ("epoch", "seconds", "eval_seconds") and isinstance(value, (int, float))
+             and not math.isnan(value)]
+    best = " (best)" if row["epoch"] == best_epoch else ""
+    return f"epoch {row['epoch']}/{epochs}: {', '.join(parts)}{best}, {row['seconds']:.0f} s"
+
+
+def report_epoch(row: dict, epochs: int, best_epoch: int, *, enabled: bool = True) -> None:
+    """Print :func:`epoch_line` above any progress bars (main rank only, and only when progress is on)."""
+    if enabled and distributed.is_main():
+        tqdm.write(epoch_line(row, epochs, best_epoch))
+
+
 def state_dict_cpu(model: torch.nn.Module) -> dict:
     """A detached CPU copy of a model's parameters (for keeping the best epoch)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -104,13 +104,13 @@ def test_item_level_metrics_on_hand_built_predictions():
     assert metrics["ndcg@10"] == pytest.approx((1 + 1 / np.log2(8)) / 3)
 
 
-def small_trainer(tiny_dataset, checkpoint, on_epoch_end=None, **overrides) -> GeneratorTrainer:
+def small_trainer(tiny_dataset, checkpoint, on_epoch_end=None, show_progress=False, **overrides) -> GeneratorTrainer:
     split = leave_one_out(tiny_dataset)
     settings = dict(d_model=16, n_heads=2, d_ff=32, encoder_layers=1, decoder_layers=1, epochs=3, batch_size=128,
                     warmup_steps=5, eval_every=1, eval_users=50, beams=10, max_items=5)
     config = GenerateConfig(**{**settings, **overrides})
     return GeneratorTrainer(config, category_sids(tiny_dataset), split.train, split.valid, seed=3,
-                            checkpoint=checkpoint, show_progress=False, on_epoch_end=on_epoch_end)
+                            checkpoint=checkpoint, show_progress=show_progress, on_epoch_end=on_epoch_end)
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
@@ -129,6 +129,15 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
     assert resumed.best_epoch == full.best_epoch
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_each_epoch_prints_its_loss_and_validation_recall(tiny_dataset, capsys):
+    outcome = small_trainer(tiny_dataset, None, epochs=2, show_progress=True).fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    second = outcome.history[1]
+    assert f"loss {second['loss']:.4f}" in lines[1] and f"valid_recall@10 {second['valid_recall@10']:.4f}" in lines[1]
+    assert sum("(best)" in line for line in lines) >= 1
 
 
 def test_same_seed_same_model(tiny_dataset):

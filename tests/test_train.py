@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from resid_lib.train import EarlyStopping, cosine_schedule, epoch_rng, length_grouped_batches
+from resid_lib.train import EarlyStopping, cosine_schedule, epoch_line, epoch_rng, length_grouped_batches
 
 
 def test_length_grouped_batches_cover_every_row_once_in_batches_of_similar_length():
@@ -48,3 +48,10 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
         schedule.step()
     assert rates[:3] == pytest.approx([0.5, 1.0, 1.0])  # linear warm-up over 2 steps, then the cosine starts at 1
     assert all(x >= y for x, y in zip(rates[2:], rates[3:])) and rates[-1] < 0.05
+
+
+def test_epoch_line_shows_the_scores_marks_the_best_and_skips_what_was_not_evaluated():
+    row = {"epoch": 4, "loss": 2.18614, "valid_recall@10": 0.0515, "seconds": 576.36, "eval_seconds": 31.0}
+    assert epoch_line(row, 16, best_epoch=4) == "epoch 4/16: loss 2.1861, valid_recall@10 0.0515 (best), 576 s"
+    skipped = {"epoch": 5, "loss": 2.12, "valid_recall@10": float("nan"), "seconds": 548.7}
+    assert epoch_line(skipped, 16, best_epoch=4) == "epoch 5/16: loss 2.1200, 549 s"

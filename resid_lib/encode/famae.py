@@ -28,8 +28,8 @@ from ..data.dataset import Dataset
 from ..data.split import EvalSet, LeaveOneOut, sliding_windows
 from ..errors import ConfigError, DataError, RunDirError
 from ..io import torch_save
-from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, seed_dropout,
-                     state_dict_cpu)
+from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, progress, report_epoch,
+                     seed_dropout, state_dict_cpu)
 from .attention import AttentionSample, capture_attention
 from .base import Encoder, check_training_settings
 from .config import EncodeConfig, FamaeConfig
@@ -381,6 +381,7 @@ class FamaeEncoder(Encoder):
                                  "eval_seconds": round(time.perf_counter() - t0, 3)})
             if stopper.step(self._monitored(scores), epoch):
                 best_state = state_dict_cpu(model)
+            report_epoch(self.history[-1], cfg.epochs, stopper.best_epoch, enabled=self.progress)
             if ckpt_path is not None:
                 Checkpoint(epoch=epoch, model=state_dict_cpu(model), optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,

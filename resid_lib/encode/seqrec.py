@@ -39,7 +39,7 @@ from ..errors import ConfigError, DataError, check_model_settings
 from ..io import torch_save
 from ..metrics import top_k
 from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, length_grouped_batches, progress,
-                     seed_dropout, state_dict_cpu)
+                     report_epoch, seed_dropout, state_dict_cpu)
 from .base import Recommender
 from .config import EncodeConfig
 
@@ -304,6 +304,7 @@ class SequentialRecommender(Recommender):
             self.history.append(row)
             if stopper.step(valid["recall@10"], epoch):
                 best_state = state_dict_cpu(self.model)
+            report_epoch(row, s.epochs, stopper.best_epoch, enabled=self.progress)
             finished = stopper.should_stop or epoch == s.epochs
             if ckpt_path is not None:
                 Checkpoint(epoch=epoch, model=state_dict_cpu(self.model), optimizer=optimizer.state_dict(),

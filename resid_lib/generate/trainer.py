@@ -28,7 +28,7 @@ from .. import distributed
 from ..data.split import EvalSet
 from ..errors import DataError
 from ..train import (Checkpoint, EarlyStopping, cosine_schedule, epoch_rng, length_grouped_batches, progress,
-                     seed_dropout, state_dict_cpu)
+                     report_epoch, seed_dropout, state_dict_cpu)
 from .config import GenerateConfig
 from .data import SIDTokenizer, training_windows
 from .model import SIDGenerator
@@ -123,6 +123,7 @@ class GeneratorTrainer:
                     best_state = state_dict_cpu(model)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             history.append(row)
+            report_epoch(row, c.epochs, stopper.best_epoch, enabled=self.show_progress)
             if self.checkpoint is not None:
                 Checkpoint(epoch=epoch, model=state_dict_cpu(model), optimizer=optimizer.state_dict(),
                            scheduler=scheduler.state_dict(), stopper=stopper.state_dict(), best_model=best_state,
