@@ -83,6 +83,22 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def write_figure(path: str | Path, fig) -> None:
+    """Write a plotly figure as an HTML page that also opens offline.
+
+    The page loads plotly.js from a file beside it (``plotly-VERSION.min.js``, written
+    once per folder), so a folder of figures holds one copy of the library, not one per
+    page, and needs no network.
+    """
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    path = Path(path)
+    script = f"plotly-{get_plotlyjs_version()}.min.js"
+    if not (path.parent / script).is_file():
+        write_text(path.parent / script, get_plotlyjs())
+    write_text(path, fig.to_html(include_plotlyjs=script))
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -119,6 +119,8 @@ def test_encode_trains_what_the_parameters_say(tmp_path):
     assert s["embedding_dim"] == 5 * 16  # item_id, brand, cat_l1..3 at the overridden d_model
     assert 0 <= s["metric1"] <= 1 and 0 <= s["metric2"] <= 1
     assert (result.out_dir / "attention_window.html").is_file() and (result.out_dir / "item_map.html").is_file()
+    page = (result.out_dir / "item_map.html").read_text()
+    assert "cdn.plot.ly" not in page and list(result.out_dir.glob("plotly-*.min.js"))  # opens offline
 
 
 def test_quantize_sweep_yields_one_notebook_per_point_and_one_table(tmp_path, quantized_run):

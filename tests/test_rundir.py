@@ -14,7 +14,8 @@ import pytest
 
 from resid_lib.config import load_config
 from resid_lib.errors import RunDirError
-from resid_lib.io import atomic_dir, atomic_path, read_json, save_npy, write_json, write_parquet, write_text
+from resid_lib.io import (atomic_dir, atomic_path, read_json, save_npy, write_figure, write_json, write_parquet,
+                          write_text)
 from resid_lib.rundir import RunDir, list_runs
 from workbench.cli import main
 
@@ -49,6 +50,20 @@ def test_a_crash_keeps_the_old_file_and_no_temp(tmp_path):
             (tmp / "items.parquet").write_text("half")
             raise RuntimeError("crash while writing")
     assert not (tmp_path / "dataset").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_figures_open_offline_with_one_copy_of_plotly_per_folder(tmp_path):
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs_version
+
+    for name in ("a", "b"):
+        write_figure(tmp_path / f"{name}.html", go.Figure(go.Bar(y=[1, 2])))
+    script = tmp_path / f"plotly-{get_plotlyjs_version()}.min.js"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", script.name]
+    page = (tmp_path / "a.html").read_text()
+    assert f'src="{script.name}"' in page and "cdn.plot.ly" not in page and "https://" not in page.split("<body>")[0]
+    assert script.stat().st_size > 1_000_000  # the whole library, not a loader
     assert leftovers(tmp_path) == []
 
 
