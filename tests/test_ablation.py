@@ -134,6 +134,7 @@ def test_rows_share_an_encode_stage_only_when_its_settings_match(stand_in_stages
     assert shared_encode(load_config("demo", [*e2, "generate.epochs=3"]), out / "runs" / "new", fingerprint) is not None
     assert shared_encode(load_config("demo", e2), out / "runs" / "new", "another dataset") is None
 
+
 def test_the_table_keeps_rows_that_another_call_finished_meanwhile(stand_in_stages, tiny_dataset_dir, tmp_path,
                                                                    monkeypatch):
     out = tmp_path / "ablation"

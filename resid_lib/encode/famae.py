@@ -455,4 +455,3 @@ class FamaeEncoder(Encoder):
         torch_save(path, {"method": self.method, "fields": self.fields, "config": asdict(self.cfg),
                           "vocab_sizes": [e.num_embeddings for e in model.field_emb],
                           "state_dict": state_dict_cpu(model)})
-

@@ -132,7 +132,6 @@ class Attention(nn.Module):
         weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
         return self.out((weights @ v).transpose(1, 2).flatten(-2))
 
-
     def forward_single(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """One query per sequence, ``x`` (N, 1, d), over a few keys ``k, v`` (N, heads, T, d_head).
 

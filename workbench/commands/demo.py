@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="generate the demo world and run the whole pipeline on it")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the demo data and run")
