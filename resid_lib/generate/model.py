@@ -152,7 +152,7 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(d_ff, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.relu(self.up(x)))
+        return self.down(F.relu(self.up(x), inplace=True))  # in place: the pre-activation is not needed again
 
 
 class EncoderLayer(nn.Module):
