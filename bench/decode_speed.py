@@ -101,7 +101,8 @@ def main() -> int:
     tokenizer = SIDTokenizer(sids, model.layout)
     max_items = GenerateConfig.max_items
     print(f"Beauty test set: {len(test):,} users, {dataset.n_items:,} items, SID level sizes {trie.level_sizes}; "
-          f"model {model_kind}; {torch.get_num_threads()} threads; {args.beams} beams, top 10")
+          f"model {model_kind}; {torch.get_num_threads()} threads; {args.beams} beams, top 10, "
+          f"{args.batch_size} users per batch")
 
     common = dict(max_items=max_items, beams=args.beams, top_k=10, batch_size=args.batch_size)
     cpu0 = time.process_time()
@@ -132,6 +133,7 @@ def main() -> int:
 
     result = {
         "users": len(test), "beams": args.beams, "top_k": 10, "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
         "model": model_kind, "level_sizes": list(trie.level_sizes), "precision": precision_used,
         "fast_seconds": round(fast.seconds, 2), "fast_fp32_seconds": round(fast32.seconds, 2),
         "fast_cpu_seconds": round(cpu1 - cpu0, 2), "fast_fp32_cpu_seconds": round(cpu2 - cpu1, 2),

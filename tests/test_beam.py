@@ -9,6 +9,7 @@ from resid_lib.errors import ConfigError
 from resid_lib.generate.beam import beam_search
 from resid_lib.generate.data import SIDTokenizer
 from resid_lib.generate.model import SIDGenerator
+from resid_lib.generate.recommend import recommend
 from resid_lib.generate.trie import SIDTrie
 
 
@@ -112,3 +113,20 @@ def test_beam_narrower_than_k_is_refused():
     sids, trie, model, src = setup()
     with pytest.raises(ConfigError, match="narrower than top_k"):
         beam_search(model, trie, src, beams=5, top_k=10)
+
+
+def test_threaded_cpu_decoding_matches_one_thread_and_restores_threads():
+    sids, trie, model, _ = setup(n_items=60, n_users=1)
+    tokenizer = SIDTokenizer(sids, model.layout)
+    histories = [np.random.default_rng(u).integers(0, len(sids), size=1 + u % 7) for u in range(50)]
+    kwargs = dict(max_items=6, beams=12, top_k=5, batch_size=4)
+    single = recommend(model, trie, tokenizer, histories, **kwargs)
+    torch.set_num_threads(2)
+    try:
+        threaded = recommend(model, trie, tokenizer, histories, **kwargs)  # 13 batches on 2 worker threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    np.testing.assert_array_equal(threaded.ranked, single.ranked)
+    np.testing.assert_allclose(threaded.scores, single.scores, rtol=1e-5)
+    assert threaded.invalid == single.invalid == 0

@@ -1,14 +1,19 @@
 """Rank items for many users with the trained generator, and score the rankings.
 
 Users are decoded in batches of similar history length (less padding); the
-result is in the users' original order. Hits are item-level: a beam result is an
-item, and Recall/NDCG compare item indices with the target item. In a distributed
-run :func:`evaluate` splits the users across ranks and gathers the rankings.
+result is in the users' original order. On CPU the batches are shared among one
+worker thread per torch thread, each running its operations single-threaded:
+beam search is many small operations, which scale better across batches than
+within one. Hits are item-level: a beam result is an item, and Recall/NDCG
+compare item indices with the target item. In a distributed run
+:func:`evaluate` splits the users across ranks and gathers the rankings.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +59,7 @@ class Rankings:
 
 @torch.no_grad()
 def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histories: list[np.ndarray], *,
-              max_items: int, beams: int, top_k: int, batch_size: int = 256, precision: str = "auto",
+              max_items: int, beams: int, top_k: int, batch_size: int = 64, precision: str = "auto",
               progress: bool = False, desc: str = "decode") -> Rankings:
     """Top-``top_k`` items for each history by trie-constrained beam search (``precision``: see ``.precision``)."""
     device = next(model.parameters()).device
@@ -66,23 +71,38 @@ def recommend(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, histo
     order = np.argsort(lengths, kind="stable")
     ranked = np.full((len(items), top_k), -1, dtype=np.int64)
     scores = np.full((len(items), top_k), -np.inf, dtype=np.float32)
-    invalid = 0
     start = time.perf_counter()
+
+    def rank(idx: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, int]:
+        result = beam_search(decoder, trie, tokenizer.histories(items[idx]).to(device), beams=beams, top_k=top_k)
+        true_codes = trie.sids[result.items.clamp(min=0)]
+        matches = (result.items >= 0) & (true_codes == result.codes).all(dim=-1)
+        return idx, result.items, result.scores, int((torch.isfinite(result.scores) & ~matches).sum())
+
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for idx in progress_bar(batches, desc=desc, enabled=progress):
-        src = tokenizer.histories(items[idx]).to(device)
-        result = beam_search(decoder, trie, src, beams=beams, top_k=top_k)
-        got, codes, score = result.items, result.codes, result.scores
-        present = torch.isfinite(score)
-        real = got >= 0
-        true_codes = trie.sids[got.clamp(min=0)]
-        matches = real & (true_codes == codes).all(dim=-1)
-        invalid += int((present & ~matches).sum())
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    invalid = 0
+    for idx, got, score, bad in progress_bar(map_threaded(rank, batches, workers), desc=desc, enabled=progress,
+                                             total=len(batches)):
         ranked[idx] = got.cpu().numpy()
         scores[idx] = score.cpu().numpy()
+        invalid += bad
     seconds = time.perf_counter() - start
     model.train(was_training)
     return Rankings(ranked=ranked, scores=scores, invalid=invalid, seconds=seconds)
+
+
+def map_threaded(fn: Callable, jobs: Sequence, workers: int) -> Iterator:
+    """``fn`` of each job, in order; with ``workers`` > 1 on that many threads whose torch operations are single-threaded."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(fn, jobs)
+        return
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(min(workers, len(jobs)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield from pool.map(fn, jobs)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, eval_set: EvalSet, **kwargs) -> tuple[dict[str, float], Rankings]:
