@@ -1,7 +1,9 @@
-"""Device choice and seeding shared by every stage."""
+"""Device choice, CPU threading and seeding shared by every stage."""
 from __future__ import annotations
 
+import contextlib
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -19,6 +21,21 @@ def resolve_device(preference: str = "auto") -> torch.device:
         return torch.device(preference)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {preference!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def single_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
+    """Run a loop of many small tensor operations single-threaded on CPU: per-operation
+    thread synchronisation costs more than it saves there (far more on a busy machine)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -20,6 +20,7 @@ import torch
 
 from .. import distributed
 from ..data.split import EvalSet
+from ..device import single_thread_on_cpu
 from ..metrics import evaluate_rankings
 from ..train import progress as progress_bar
 from .beam import beam_search
@@ -97,12 +98,9 @@ def map_threaded(fn: Callable, jobs: Sequence, workers: int) -> Iterator:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(fn, jobs)
         return
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(min(workers, len(jobs)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            yield from pool.map(fn, jobs)
-    finally:
-        torch.set_num_threads(threads)
+    with single_thread_on_cpu("cpu"), ThreadPoolExecutor(min(workers, len(jobs)), initializer=torch.set_num_threads,
+                                                         initargs=(1,)) as pool:
+        yield from pool.map(fn, jobs)
 
 
 def evaluate(model: SIDGenerator, trie: SIDTrie, tokenizer: SIDTokenizer, eval_set: EvalSet, **kwargs) -> tuple[dict[str, float], Rankings]:

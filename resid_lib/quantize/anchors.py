@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ..device import single_thread_on_cpu
 from ..errors import ConfigError
 from .chunks import chunk_rows, row_chunks, tile_mm
-from .kmeans import balanced_kmeans, single_thread_on_cpu
+from .kmeans import balanced_kmeans
 
 #: sharpness of the soft maximum over pairwise cosines in :func:`separated_anchors`
 _SHARPNESS = 30.0

@@ -56,6 +56,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..device import single_thread_on_cpu
 from ..errors import ConfigError, DataError
 from .chunks import ROW_TILE, chunk_rows, row_chunks
 
@@ -591,21 +592,6 @@ def _balanced_assign(
     with single_thread_on_cpu(D.device):
         market.clear(exact)
     return market.labels, prices
-
-
-@contextlib.contextmanager
-def single_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
-    """Run a loop of many small tensor operations single-threaded on CPU: per-operation
-    thread synchronisation costs more than it saves there (far more on a busy machine)."""
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Market:
