@@ -54,6 +54,36 @@ def evaluate_rankings(ranked: np.ndarray, targets: np.ndarray, ks=DEFAULT_KS) ->
     return out
 
 
+def recall_by_target_count(ranked: np.ndarray, targets: np.ndarray, counts: np.ndarray, k: int = 10,
+                           edges=(1, 5, 20)) -> list[dict]:
+    """Recall@K per bucket of the targets' training counts (how popular the target was).
+
+    Args:
+        ranked: (n, L) item indices, best first.
+        targets: (n,) target item index per user.
+        counts: (n_items,) training occurrences of each item.
+        edges: increasing bucket starts after 0; ``(1, 5, 20)`` gives 0, 1-4, 5-19, 20+.
+
+    Returns one ``{"bucket", "users", "share", "recall@K"}`` row per bucket, empty
+    buckets included with recall 0.
+    """
+    ranks = hit_ranks(_check_k(ranked, k)[:, :k], targets)
+    edges = [int(e) for e in edges]
+    if not edges or edges[0] < 1 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ConfigError(f"bucket edges must be increasing integers >= 1, got {edges}")
+    target_counts = np.asarray(counts)[np.asarray(targets)]
+    starts = [0, *edges]
+    rows = []
+    for i, lo in enumerate(starts):
+        hi = starts[i + 1] if i + 1 < len(starts) else None
+        inside = (target_counts >= lo) & (target_counts < hi if hi is not None else True)
+        label = f"{lo}+" if hi is None else (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}")
+        n = int(inside.sum())
+        rows.append({"bucket": label, "users": n, "share": n / max(len(ranks), 1),
+                     f"recall@{k}": float((ranks[inside] > 0).mean()) if n else 0.0})
+    return rows
+
+
 def top_k(scores: torch.Tensor, k: int) -> np.ndarray:
     """(n, k) item indices of the highest scores per row (full ranking over all items)."""
     k = min(k, scores.shape[1])

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from resid_lib.errors import ConfigError
-from resid_lib.metrics import evaluate_rankings, hit_ranks, ndcg_at_k, recall_at_k, top_k
+from resid_lib.metrics import (evaluate_rankings, hit_ranks, ndcg_at_k, recall_at_k, recall_by_target_count,
+                               top_k)
 
 # four users, ranked lists of 10 items; targets at ranks 1, 3, 7 and absent
 RANKED = np.array([
@@ -60,3 +61,17 @@ def test_bad_shapes():
         ndcg_at_k(RANKED, TARGETS, 0)
     with pytest.raises(ConfigError, match="do not match"):
         hit_ranks(RANKED, TARGETS[:2])
+
+
+def test_recall_by_target_count_buckets_by_training_popularity():
+    # item training counts: 0 -> 0, 1 -> 3, 2 -> 7, 3 -> 50
+    counts = np.array([0, 3, 7, 50])
+    ranked = np.array([[3, 2], [3, 2], [2, 3], [1, 0], [0, 1]])
+    targets = np.array([3, 2, 3, 2, 0])  # hits at K=1: yes, no, no, no, yes
+    rows = recall_by_target_count(ranked, targets, counts, k=1)
+    assert [r["bucket"] for r in rows] == ["0", "1-4", "5-19", "20+"]
+    assert [r["users"] for r in rows] == [1, 0, 2, 2]
+    assert [r["recall@1"] for r in rows] == [1.0, 0.0, 0.0, 0.5]
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="increasing"):
+        recall_by_target_count(ranked, targets, counts, k=1, edges=(5, 5))
