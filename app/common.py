@@ -21,6 +21,7 @@ from resid_lib.errors import WorkbenchError
 from resid_lib.explore import artifacts
 from resid_lib.explore.ablations import read_ablation
 from resid_lib.explore.embeddings import project_2d, sample_items
+from resid_lib.explore.popularity import target_popularity_frame, training_counts
 from resid_lib.explore.sids import sid_table as build_sid_table
 from resid_lib.rundir import MANIFEST, RunSummary, list_runs
 
@@ -243,6 +244,22 @@ def _embedding_map(run_path: str, stamp: int, method: str, max_items: int,
     X = artifacts.read_embeddings(artifacts.load_run(run_path))
     index = sample_items(len(X), max_items, seed)
     return index, project_2d(X[index], method=method, seed=seed), len(X)
+
+
+def target_popularity(view: artifacts.RunView, label: str, split: str, k: int = 10) -> pd.DataFrame | None:
+    """The run's Recall@K per bucket of its targets' training counts (None without predictions or dataset)."""
+    ds = dataset(view)
+    if ds is None or not view.has("predictions"):
+        return None
+    frame = _target_popularity(str(view.path), _stamp(view, "predictions"), ds.fingerprint, split, k)
+    return frame.assign(run=label)
+
+
+@st.cache_data(show_spinner="Breaking recall down by target popularity ...", max_entries=16)
+def _target_popularity(run_path: str, stamp: int, fingerprint: str, split: str, k: int) -> pd.DataFrame:
+    view = artifacts.load_run(run_path)
+    counts = training_counts(dataset(view))
+    return target_popularity_frame({run_path: artifacts.read_predictions(view)}, counts, split=split, k=k)
 
 
 def ablation(folder: Path) -> pd.DataFrame:

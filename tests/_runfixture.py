@@ -4,7 +4,8 @@ Layout under ``root``::
 
     data/                    the demo world, 300 items and 400 users (seed 0)
     runs/famae-gaoq/         every stage done: encode (embeddings, history, metrics, attention),
-                             quantize (sids, tree, diagnostics), generate (metrics, history)
+                             quantize (sids, tree, diagnostics), generate (metrics, history,
+                             predictions: the popular items, shuffled, for everyone)
     runs/famae-hkmeans/      the same items under another quantizer; no G-stage
     runs/sasrec-partial/     a sequential encoder; its quantize stage failed
     runs/ablations/demo/     results.parquet of an ablation grid
@@ -49,7 +50,7 @@ def build_runs_root(root: Path) -> Path:
         _write_famae(full, X, dataset, split, seed=0)
     _run_quantize_stage(full, dataset, split)
     with full.stage("generate"):
-        _write_generate(full, recall10=0.081, seed=0)
+        _write_generate(full, dataset, split, recall10=0.081, seed=0)
     full.set_status("done")
 
     other = _new_run(runs / "famae-hkmeans", dataset, data_dir,
@@ -127,8 +128,13 @@ def _run_quantize_stage(run: RunDir, dataset: Dataset, split) -> None:
         quantize_stage.run_stage(ctx)
 
 
-def _write_generate(run: RunDir, recall10: float, seed: int) -> None:
+def _write_generate(run: RunDir, dataset: Dataset, split, recall10: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
+    popular = np.argsort(-np.bincount(np.concatenate(split.train), minlength=dataset.n_items), kind="stable")[:20]
+    frames = [pd.DataFrame({"user_id": dataset.user_ids[ev.users].astype(str), "split": name, "target": ev.targets,
+                            "ranked": [rng.permutation(popular)[:10] for _ in ev.targets]})
+              for name, ev in (("valid", split.valid), ("test", split.test))]
+    write_parquet(run.file("generate", "predictions.parquet"), pd.concat(frames, ignore_index=True))
     test = {"recall@5": recall10 * 0.7, "recall@10": recall10, "ndcg@5": recall10 * 0.45, "ndcg@10": recall10 * 0.55}
     valid = {k: v * 1.05 for k, v in test.items()}
     write_json(run.file("generate", "metrics.json"), {"valid": valid, "test": test, "best_epoch": 4,

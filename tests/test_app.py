@@ -40,7 +40,7 @@ def labels(widgets) -> list[str]:
 
 # ----------------------------------------------------------------------------- every page
 @pytest.mark.parametrize("page, title, selects, n_charts", [
-    (None, "Runs", [], 1),
+    (None, "Runs", [], 2),
     ("sid_tree", "SID tree", ["Run", "Level 1 code", "Colour by field", "Compare with"], 3),
     ("code_quality", "Prefix entropy & code quality", [], 3),
     ("attention", "FAMAE attention", ["Run", "Sampled user"], 2),
@@ -78,6 +78,10 @@ def test_runs_page_lists_runs_and_stores_the_comparison(runs):
     picked = [str(runs / "famae-gaoq"), str(runs / "famae-hkmeans")]
     at.multiselect(key="runs_compare_widget").set_value(picked).run()
     assert at.session_state["compare_runs"] == picked
+    popularity = at.get("plotly_chart")[-1].proto.spec
+    assert "0 (" in popularity and "20+ (" in popularity  # recall by the target's training count
+    at.radio(key="runs_popularity_split").set_value("valid").run()
+    assert not at.exception
     at.switch_page("views/sid_tree.py").run()
     offered = at.selectbox(key="tree_run").options
     assert sorted(offered) == ["famae-gaoq (famae+gaoq)", "famae-hkmeans (famae+hkmeans)"]

@@ -19,6 +19,7 @@ from resid_lib.explore.attention import distance_table, user_heatmap, window_lab
 from resid_lib.explore.catalog import runs_table
 from resid_lib.explore.embeddings import cosine_knn, map_figure, map_frame, pca, project_2d, sample_items
 from resid_lib.explore.proxy import history_long, proxy_summary, tradeoff_figure
+from resid_lib.explore.popularity import target_popularity_figure, target_popularity_frame
 from resid_lib.explore.published import published_results
 from resid_lib.explore.quality import level_table, summary_table
 from resid_lib.explore.sid_tree import children, fit_depth, subset_tree, tree_figure, tree_window
@@ -298,3 +299,30 @@ def test_pca_matches_an_svd_in_both_shapes():
         expected = u[:, :3] * s[:3]
         ours = pca(X, 3)
         assert np.abs(ours) == pytest.approx(np.abs(expected), abs=1e-8)  # axes are defined up to sign
+
+
+# ------------------------------------------------------------------------- target popularity
+def test_target_popularity_frame_per_run_and_bucket():
+    counts = np.array([0, 2, 30, 30])
+    head_only = pd.DataFrame({"split": ["test"] * 3 + ["valid"], "target": [2, 3, 1, 1],
+                              "ranked": [np.array([2, 3]), np.array([2, 3]), np.array([2, 3]), np.array([1, 0])]})
+    tail_too = head_only.assign(ranked=[np.array([1, 2])] * 4)
+    frame = target_popularity_frame({"head": head_only, "tail": tail_too, "empty": head_only.iloc[:0]}, counts,
+                                    split="test", k=2, edges=(1, 20))
+    assert list(frame["run"].unique()) == ["head", "tail"]  # a run without rows for the split is left out
+    table = frame.set_index(["run", "bucket"])["recall@2"]
+    assert table["head"].to_dict() == {"0": 0.0, "1-19": 0.0, "20+": 1.0}
+    assert table["tail"].to_dict() == {"0": 0.0, "1-19": 1.0, "20+": 0.5}
+    assert frame.groupby("run")["share"].sum().tolist() == pytest.approx([1.0, 1.0])
+    bars = target_popularity_figure(frame, k=2).data
+    assert [b.name for b in bars] == ["head", "tail"] and bars[0].x[2] == "20+ (67% of users)"
+
+
+def test_read_predictions_names_the_missing_columns(tmp_path):
+    root = build_runs_root(tmp_path)
+    view = artifacts.load_run(root / "famae-gaoq")
+    assert set(artifacts.read_predictions(view)["split"]) == {"valid", "test"}
+    assert artifacts.read_predictions(artifacts.load_run(root / "famae-hkmeans")) is None
+    pd.DataFrame({"split": ["test"]}).to_parquet(view.file("predictions"))
+    with pytest.raises(RunDirError, match=r"missing columns \['ranked', 'target'\]"):
+        artifacts.read_predictions(view)

@@ -4,8 +4,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from common import COMPARE_KEY, catalog, header, no_runs_message, page_errors, runs_root
+import pandas as pd
+
+from common import COMPARE_KEY, catalog, header, no_runs_message, page_errors, run_view, runs_root, target_popularity
 from resid_lib.explore.artifacts import load_run
+from resid_lib.explore.popularity import target_popularity_figure
 from resid_lib.explore.catalog import runs_table
 from resid_lib.rundir import HEADLINE_KEYS
 
@@ -45,6 +48,18 @@ with page_errors():
             fig.add_bar(x=shown["run"], y=shown[key], name=key)
         fig.update_layout(barmode="group", height=340, margin={"t": 20, "l": 10, "r": 10, "b": 10})
         st.plotly_chart(fig, width="stretch")
+
+        st.subheader("Recall@10 by the target's popularity")
+        split = st.radio("Split", ["test", "valid"], horizontal=True, key="runs_popularity_split")
+        frames = [target_popularity(run_view(row.path), row.run, split) for row in shown.itertuples(index=False)]
+        frames = [f for f in frames if f is not None]
+        if frames:
+            st.caption("Users grouped by how often their target item occurs in the training prefixes: a "
+                       "generator that only learns the head of the catalog scores near zero on the tail.")
+            st.plotly_chart(target_popularity_figure(pd.concat(frames, ignore_index=True)), width="stretch",
+                            key="runs_popularity")
+        else:
+            st.info("No picked run has G-stage predictions with its dataset at hand.")
     else:
         st.info("No run has test metrics yet: they appear when a G-stage (or a sequential-recommender encoder) "
                 "finishes.")

@@ -188,6 +188,18 @@ def read_history(run: RunView, stage: str) -> pd.DataFrame | None:
     return frame
 
 
+def read_predictions(run: RunView) -> pd.DataFrame | None:
+    """The G-stage's ranked lists (``generate/predictions.parquet``: user_id, split, target, ranked), or None."""
+    path = run.file("predictions")
+    if not path.is_file():
+        return None
+    frame = _read_parquet(path)
+    missing = {"split", "target", "ranked"} - set(frame.columns)
+    if missing:
+        raise RunDirError(f"{path}: missing columns {sorted(missing)} (columns: {list(frame.columns)})")
+    return frame
+
+
 def read_attention(run: RunView) -> AttentionSample | None:
     """The FAMAE target-attention sample (``encode/attention.npz``), or None."""
     path = run.file("attention")
